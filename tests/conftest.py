@@ -26,3 +26,23 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ego_data")
     return generate(str(root / "synthetic"), layout="csv", seed=0, videos_per_split=(3, 2, 2),
                     min_frames=20, max_frames=40, size=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """Directory (str) of a tiny random-init CLIP vision model (`save_pretrained` layout).
+
+    32x32 input, 16x16 patches -> N = 4 tokens of d = 32; use with `--backbone clip
+    --vision_encoder_path DIR --input_size 32 --hidden_dim 32`. Seeded, so identical per session.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    path = str(tmp_path_factory.mktemp("tiny_clip"))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+            image_size=32, patch_size=16))
+    model.save_pretrained(path)
+    return path

@@ -26,7 +26,7 @@ def test_cache_path_next_to_video_or_mirrored(video, tmp_path):
     assert frame_cache_path(video, root, "synthetic") == os.path.join(
         os.path.dirname(video.path), "exo_val_000.h5")
     assert frame_cache_path(video, root, "synthetic", str(tmp_path / "cache")) == str(
-        tmp_path / "cache" / "exo" / "exo_val_000.h5")
+        tmp_path / "cache" / "synthetic" / "exo" / "exo_val_000.h5")
 
 
 def test_round_trip_released_format(video, tmp_path):
@@ -48,7 +48,7 @@ def test_round_trip_released_format(video, tmp_path):
     assert read_frames(path, np.array([], np.int64)).shape == (0, 256, 256, 3)
     with pytest.raises(IndexError):
         read_frames(path, np.array([video.num_frames]))
-    assert os.listdir(tmp_path / "cache" / "exo") == ["exo_val_000.h5"]  # no temp file left
+    assert os.listdir(tmp_path / "cache" / "synthetic" / "exo") == ["exo_val_000.h5"]  # no temp file left
 
 
 def test_valid_cache_is_reused_untouched(video, tmp_path):

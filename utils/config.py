@@ -100,6 +100,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "weights": ("online", "ema"),
     "eval_mode": ("val", "test"),
     "progression_time_feature": ("auto", "on", "off"),
+    # higher is better; val_score = mean of the three val F1 and three val mAP@10 [DEC 17]
+    "best_metric": ("val_score", "kendalls_tau", "progression_r2",
+                    "progression_r2_with_time_feature") + tuple(
+        f"{g}.{s}" for g in ("classification_f1", "retrieval_map10")
+        for s in ("regular", "ego2exo", "exo2ego")),
 }
 
 # (low, high, inclusive-high) bounds for ratios
@@ -157,6 +162,17 @@ def validate(cfg: Config) -> Config:
     if cfg.num_frames < 2:
         raise ConfigError(f"'num_frames' must be >= 2 (token merging compares neighbouring "
                           f"frames); got {cfg.num_frames}")
+    for key in ("mask_ratio", "mcm_ratio"):  # released arithmetic: int(T * (1 - ratio)) visible
+        if int(cfg.num_frames * (1 - getattr(cfg, key))) < 1:
+            raise ConfigError(f"'{key}' {getattr(cfg, key)} leaves no visible frame out of "
+                              f"num_frames {cfg.num_frames} (int(T * (1 - ratio)) = 0); raise "
+                              f"num_frames or lower {key}")
+    if cfg.warmup_epochs > cfg.epochs:
+        raise ConfigError(f"'warmup_epochs' ({cfg.warmup_epochs}) exceeds 'epochs' "
+                          f"({cfg.epochs}); lower warmup_epochs")
+    if cfg.lr_schedule == "cosine" and cfg.min_lr > cfg.lr:
+        raise ConfigError(f"'min_lr' ({cfg.min_lr}) exceeds 'lr' ({cfg.lr}): a cosine schedule "
+                          f"decays from lr to min_lr; lower min_lr")
     if cfg.embedding_size % cfg.n_heads or cfg.decoder_embedding_size % cfg.n_heads:
         raise ConfigError(f"'n_heads' ({cfg.n_heads}) must divide embedding_size "
                           f"({cfg.embedding_size}) and decoder_embedding_size "

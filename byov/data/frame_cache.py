@@ -23,8 +23,8 @@ def frame_cache_path(video: Video, dataset_root: str, dataset: str,
     """Where the h5 cache of `video` lives.
 
     "" puts it next to the mp4 (`<video dir>/<name>.h5`, as released). Otherwise the video's path
-    relative to the dataset folder is mirrored under `frame_cache_dir`, so the data root may be
-    read-only. Use one `frame_cache_dir` per dataset: the mirrored paths do not name the dataset.
+    relative to the dataset folder is mirrored under `<frame_cache_dir>/<dataset>/`, so the data
+    root may be read-only and one cache folder serves every dataset.
     """
     if not frame_cache_dir:
         return os.path.join(os.path.dirname(video.path), video.name + ".h5")
@@ -33,7 +33,7 @@ def frame_cache_path(video: Video, dataset_root: str, dataset: str,
     if rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
         raise DataError(f"video {video.path} is not inside the dataset folder {data_path}; "
                         f"cannot mirror it under frame_cache_dir {frame_cache_dir}")
-    return os.path.join(os.path.abspath(frame_cache_dir), os.path.splitext(rel)[0] + ".h5")
+    return os.path.join(os.path.abspath(frame_cache_dir), dataset, os.path.splitext(rel)[0] + ".h5")
 
 
 def is_valid_cache(path: str, num_frames: int) -> bool:

@@ -1,0 +1,31 @@
+"""Train BYOV.
+
+    python train.py --config configs/break_eggs.yaml [--key value ...]
+    torchrun --nproc_per_node=4 train.py --config configs/break_eggs.yaml   # multi-GPU (DDP)
+    python train.py --config configs/demo.yaml --resume auto                # continue a run
+
+Settings: utils/config.py (defaults) < --config yaml < command line. The run folder is
+--output_dir: config.yaml, log.jsonl, tb/, checkpoints/{last,best,epoch_XXXX}.pth, eval/.
+"""
+import sys
+
+from utils.config import ConfigError, load_config, to_dict
+
+
+def main(argv=None) -> dict:
+    cfg, _ = load_config(argv)
+    from byov import trainer
+    return trainer.run(to_dict(cfg))
+
+
+if __name__ == "__main__":
+    from byov.build import ModelConfigError
+    from byov.checkpoint import CheckpointError
+    from byov.data.layout import DataError
+    from byov.engine import NonFiniteLossError
+    from byov.models.frame_encoders import WeightsNotFoundError
+    try:
+        main()
+    except (ConfigError, CheckpointError, DataError, ModelConfigError, NonFiniteLossError,
+            WeightsNotFoundError) as e:
+        sys.exit(f"error: {e}")

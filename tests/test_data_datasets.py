@@ -40,7 +40,7 @@ def test_frame_source_load_and_pickle(setup, tmp_path):
     idx = np.array([3, 0, 3, 7])
     x = source.load(videos[0], idx)
     assert x.shape == (4, 3, S, S) and x.dtype == torch.float32
-    cache = tmp_path / "cache" / "ego" / f"{videos[0].name}.h5"
+    cache = tmp_path / "cache" / "synthetic" / "ego" / f"{videos[0].name}.h5"
     expect = preprocess_frames(read_frames(str(cache), idx), "clip", S)
     torch.testing.assert_close(x, expect, rtol=0, atol=0)
     clone = pickle.loads(pickle.dumps(source))  # DataLoader workers get a copy

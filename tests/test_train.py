@@ -237,3 +237,47 @@ def test_downstream_evaluation_leaves_an_unfrozen_backbone_untouched(args, tmp_p
     assert math.isfinite(metrics["val_score"])
     assert not tensors_differing(frame_encoder.state_dict(), before)  # running stats, counter
     assert frame_encoder.training and model.training  # training mode given back
+
+
+def test_evaluate_ckpt_rebuilds_the_model_and_reuses_embeddings(smoke_run):
+    """evaluate.py --ckpt alone (no architecture flags) embeds like the run's own val evaluation,
+    writes the DEC 17 folder, reuses it on a second call and compares with the frozen features."""
+    import subprocess
+    import sys
+
+    from train_helpers import subprocess_env
+
+    run_dir, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ckpt = os.path.join(run_dir, "checkpoints", "epoch_0001.pth")
+
+    def evaluate(*extra):
+        return subprocess.run([sys.executable, "evaluate.py", *extra], cwd=root,
+                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+
+    folder = os.path.join(run_dir, "eval", "epoch_0001")  # <run>/eval/<checkpoint stem>/
+    during_training = np.load(os.path.join(folder, "val_embeds.npy"))
+    out = os.path.join(run_dir, "ckpt_eval.json")
+    p = evaluate("--ckpt", ckpt, "--eval_mode", "val", "--json", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "embedded into" in p.stdout
+    got = np.load(os.path.join(folder, "val_embeds.npy"))
+    assert got.shape[1] == 32  # embedding_size of the tiny run, taken from the checkpoint
+    np.testing.assert_allclose(got, during_training, atol=1e-5)
+    with open(out) as f:
+        metrics = json.load(f)
+    assert set(metrics["classification_f1"]) == {"regular", "ego2exo", "exo2ego"}
+    assert isinstance(metrics["kendalls_tau"], float)
+    p = evaluate("--ckpt", ckpt, "--eval_mode", "val")
+    assert p.returncode == 0 and "reusing the embeddings" in p.stdout
+
+    frozen = os.path.join(run_dir, "frozen.json")
+    cfg = os.path.join(run_dir, "config.yaml")
+    p = evaluate("--config", cfg, "--frozen_features", "--eval_mode", "val", "--json", frozen)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert np.load(os.path.join(run_dir, "eval", "frozen_features", "val_embeds.npy")).shape[1] == 32
+    p = subprocess.run([sys.executable, "-m", "byov.eval.report", "compare", frozen, out,
+                        "--names", "frozen", "trained"], cwd=root, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "| F1 Regular |" in p.stdout and "trained" in p.stdout

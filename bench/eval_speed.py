@@ -1,0 +1,221 @@
+"""Speed of the downstream evaluation vs the released-style loops (DEC 23).
+
+    python bench/eval_speed.py            # DEC 23 set, then the 5x set (a few minutes, 2 cores)
+    python bench/eval_speed.py --scales 1 # DEC 23 set only
+
+The DEC 23 set: 10k train / 5k eval frames, 256-d, 48 train and 40 eval videos (half ego), 4
+phases. Each video is a seeded random walk around per-phase prototypes, with a per-view offset
+and frame noise, so the SVM, the neighbours and the alignments have realistic work to do (F1
+about 0.7-0.8, not separable, not noise). Each task is timed (wall) with its peak RSS growth
+(sampled from /proc), for this project's implementation and for `bench/released_eval.py`. The
+5x set has 5x the frames and videos; there the released retrieval and SVM loops are skipped
+(they would run for tens of minutes), and so is our classification unless --svm_5x (libsvm's
+fit on 50k frames alone takes about 3 minutes). Few-shot is excluded. The last line is
+`eval_total_seconds: X`: one end-to-end `evaluate_embeddings` call on the DEC 23 set.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import released_eval  # noqa: E402
+from byov.eval import SplitData, evaluate_embeddings  # noqa: E402
+from byov.eval.distance import SquaredDistances  # noqa: E402
+from byov.eval.retrieval import frame_retrieval  # noqa: E402
+
+TASKS = ("classification", "retrieval", "progression", "kendall")
+DIM, PHASES = 256, 4
+
+
+def make_split(rng, protos, view_offsets, n_frames, n_videos, name):
+    """SplitData of n_videos random-walk videos totalling n_frames (alternating ego/exo)."""
+    base = n_frames // n_videos
+    lengths = rng.multinomial(n_frames - n_videos * (base // 2),
+                              np.full(n_videos, 1.0 / n_videos)) + base // 2
+    xs, ys, videos = [], [], []
+    for v, n in enumerate(lengths):
+        cuts = np.sort(rng.uniform(0.1, 0.9, PHASES - 1)) * n
+        labels = np.searchsorted(cuts, np.arange(n), side="right")
+        walk = np.cumsum(rng.normal(scale=0.1, size=(n, DIM)), axis=0)
+        x = protos[labels] + view_offsets[v % 2] + walk + rng.normal(size=(n, DIM))
+        xs.append(x.astype(np.float32))
+        ys.append(labels)
+        videos.append({"name": f"{name}_{v:04d}", "view": ("ego", "exo")[v % 2],
+                       "num_frames": int(n)})
+    return SplitData(np.concatenate(xs), np.concatenate(ys).astype(np.int64), videos, name)
+
+
+def make_data(scale: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(scale=0.15, size=(PHASES, DIM))
+    view_offsets = rng.normal(scale=0.7, size=(2, DIM))
+    train = make_split(rng, protos, view_offsets, 10_000 * scale, 48 * scale, "train")
+    evl = make_split(rng, protos, view_offsets, 5_000 * scale, 40 * scale, "eval")
+    return train, evl
+
+
+class PeakRSS:
+    """Peak resident-memory growth (MiB) while the block runs, sampled every 10 ms."""
+
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _poll(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mib = (self.peak - self.base) / 2**20
+
+
+def timed(fn):
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        value = fn()
+        seconds = time.perf_counter() - t0
+    return value, seconds, mem.mib
+
+
+def ours(task, train, evl):
+    m = evaluate_embeddings(train, evl, tasks=[task], progress=False)
+    if task == "classification":
+        return [m["classification_f1"][s] for s in ("regular", "ego2exo", "exo2ego")]
+    if task == "retrieval":
+        return [m["retrieval_map10"][s] for s in ("regular", "ego2exo", "exo2ego")]
+    if task == "progression":
+        return [m["progression_r2"]]
+    return [m["kendalls_tau"]]
+
+
+RETRIEVAL_QUERY_STEP = 10  # the released per-query loop is timed on every 10th query
+
+
+def released(task, train, evl):
+    if task == "classification":
+        return list(released_eval.classification(train.embeds, train.labels, train.is_ego,
+                                                 evl.embeds, evl.labels, evl.is_ego))
+    if task == "retrieval":
+        released_eval.retrieval(evl.embeds, evl.labels, evl.lengths, evl.video_is_ego,
+                                query_step=RETRIEVAL_QUERY_STEP)
+        return None  # a sample of the queries: its means are not comparable
+    if task == "progression":
+        return [released_eval.progression(train.embeds, train.labels, train.lengths, evl.embeds,
+                                          evl.labels, evl.lengths, False)]
+    return [released_eval.kendall(evl.embeds, evl.lengths)]
+
+
+def blocked_topk_seconds(x, k=15, block=512):
+    """One plain blocked N x N float64 distance + top-k pass: the floor retrieval is held to."""
+    dist = SquaredDistances(x)
+    t0 = time.perf_counter()
+    for s in range(0, len(x), block):
+        d = dist(x[s:s + block])
+        np.argpartition(d, k - 1, axis=1)[:, :k]
+    return time.perf_counter() - t0
+
+
+def bench_scale(scale: int, tasks: tuple[str, ...], run_released: set[str]) -> dict[str, float]:
+    train, evl = make_data(scale)
+    print(f"\n## {scale}x set: train {len(train.embeds)} frames / {len(train.videos)} videos, "
+          f"eval {len(evl.embeds)} frames / {len(evl.videos)} videos, {DIM}-d")
+    print("| task | ours s | ours peak MiB | released s | released peak MiB | speed-up | "
+          "max |diff| |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ours_s, rel_s = {}, {}
+    for task in TASKS:
+        if task not in tasks:
+            print(f"| {task} | skipped | | skipped | | | |")
+            continue
+        mine, ours_s[task], mine_mib = timed(lambda: ours(task, train, evl))
+        if task in run_released:
+            ref, rel_s[task], ref_mib = timed(lambda: released(task, train, evl))
+            if ref is None:  # retrieval: per-query cost is constant, so scale the sample up
+                rel_s[task] *= RETRIEVAL_QUERY_STEP
+                diff = f"(1/{RETRIEVAL_QUERY_STEP} of queries, time x{RETRIEVAL_QUERY_STEP})"
+            else:
+                diff = f"{max(abs(a - b) for a, b in zip(mine, ref)):.1e}"
+            print(f"| {task} | {ours_s[task]:.2f} | {mine_mib:.0f} | {rel_s[task]:.2f} | "
+                  f"{ref_mib:.0f} | {rel_s[task] / ours_s[task]:.1f}x | {diff} |")
+        else:
+            print(f"| {task} | {ours_s[task]:.2f} | {mine_mib:.0f} | skipped | | | |")
+    if "kendall" in run_released:
+        # the release also computes tau on the train split and only logs it; we skip it
+        _, rel_s["kendall_train"], ref_mib = timed(
+            lambda: released_eval.kendall(train.embeds, train.lengths))
+        print(f"| kendall on train (released only, discarded) | 0 | 0 | "
+              f"{rel_s['kendall_train']:.2f} | {ref_mib:.0f} | | |")
+    total = sum(ours_s.values())
+    if set(TASKS) <= set(rel_s) and set(TASKS) <= set(ours_s):
+        rel_total = sum(rel_s.values())
+        print(f"| **all four** | {total:.2f} | | {rel_total:.2f} | | {rel_total / total:.1f}x | |")
+    else:
+        print(f"| **all four** | {total:.2f} | | (partial) | | | |")
+    print("(progression: ours computes both variants, plain and time feature [DEC 22]; the "
+          "release computes one)")
+    floor = blocked_topk_seconds(evl.embeds)
+    print(f"\nblocked N x N distance + top-15 (N = {len(evl.embeds)}): {floor:.2f} s; "
+          f"retrieval (3 settings, @5/10/15) = {ours_s['retrieval'] / floor:.1f}x that")
+    if scale == 1:
+        for block in (512, 1024, 2048, 4096):
+            t0 = time.perf_counter()
+            with PeakRSS() as mem:
+                frame_retrieval(evl.embeds, evl.labels, evl.video_ids, evl.is_ego,
+                                block_size=block)
+            print(f"retrieval with block_size {block}: {time.perf_counter() - t0:.2f} s, "
+                  f"peak +{mem.mib:.0f} MiB")
+    return ours_s
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scales", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--svm_5x", action="store_true",
+                   help="also time classification on the 5x set (the 50k-frame SVM fit alone "
+                        "takes about 3 minutes on 2 cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cap BLAS and OpenMP threads for both implementations (default: the "
+                        "libraries'); 1 keeps timings sane on a machine shared with other jobs, "
+                        "where spinning BLAS/OpenMP threads (sklearn's kneighbors) stall")
+    args = p.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=args.threads)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+          f"BLAS/OpenMP threads: {args.threads or 'library default'}")
+    for scale in args.scales:
+        if scale == 1:
+            bench_scale(scale, TASKS, set(TASKS))
+        else:
+            tasks = TASKS if args.svm_5x else TASKS[1:]
+            bench_scale(scale, tasks, {"progression", "kendall"})
+    train, evl = make_data(1)
+    t0 = time.perf_counter()
+    evaluate_embeddings(train, evl, progress=False)
+    print(f"\neval_total_seconds: {time.perf_counter() - t0:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""The frozen-backbone feature cache [DEC 20]: each frame goes through the backbone once, ever.
+
+`python -m byov.features extract --config FILE` writes it; training reads it with
+`--features tokens` (exact: patch tokens, merged over the sampled frames as on the fly) or
+`--features merged` (compact: STM over adjacent frames, an approximation at training time).
+See README "## Feature cache".
+"""
+from byov.features.cache import (ArrayWriter, CachedMergedFeatures, FeatureSource, cache_dir_for,
+                                 default_cache_dir, entry_paths, feature_source, merged_features,
+                                 verify_cache)
+from byov.features.extract import StreamMerge, extract_from_config, extract_videos
+from byov.features.manifest import KINDS, FeatureCacheError, expected_manifest, weights_hash
+
+__all__ = [
+    "KINDS", "FeatureCacheError", "FeatureSource", "ArrayWriter", "CachedMergedFeatures",
+    "StreamMerge", "cache_dir_for", "default_cache_dir", "entry_paths", "expected_manifest",
+    "weights_hash", "feature_source", "merged_features", "verify_cache", "extract_videos",
+    "extract_from_config",
+]

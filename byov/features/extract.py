@@ -1,0 +1,232 @@
+"""One pass of the frozen backbone over every frame of every video -> the feature cache [DEC 20].
+
+DataLoader workers read and preprocess frames from the h5 frame caches (decoding an mp4 first when
+its frame cache is missing), each worker taking whole videos in frame order, while the main process
+runs the backbone on fixed-size batches of frames that span video boundaries. A video's arrays go
+to temp files renamed into place once it is complete, then its done marker is written: a rerun
+skips finished videos and redoes unfinished ones.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from byov.features.cache import (ArrayWriter, cache_dir_for, check_writable, entry_paths,
+                                 entry_state, video_stamp)
+from byov.features.manifest import DTYPES, KINDS, FeatureCacheError, expected_manifest
+from byov.features.manifest import open_manifest
+from byov.models.stm import selective_token_merge
+
+
+class _VideoPieces(IterableDataset):
+    """Worker w of W yields videos w, w+W, ... as (video index, first frame, pixels (n, 3, S, S)),
+    `piece` frames at a time and in frame order (the DataLoader keeps each worker's order)."""
+
+    def __init__(self, videos: Sequence, source, piece: int):
+        self.videos, self.source, self.piece = list(videos), source, piece
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        for vi in range(wid, len(self.videos), nw):
+            video = self.videos[vi]
+            for start in range(0, video.num_frames, self.piece):
+                stop = min(start + self.piece, video.num_frames)
+                yield vi, start, self.source.load(video, np.arange(start, stop, dtype=np.int64))
+
+
+class StreamMerge:
+    """STM over the adjacent frames of one video fed in pieces; the result equals
+    `merge_video_tokens` (each frame is merged once its successor has arrived)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.held: torch.Tensor | None = None  # (1, N, d): newest frame, successor unknown
+        self.pair: torch.Tensor | None = None  # (2, N, d): the last two frames seen
+
+    def push(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (n, N, d) -> merged (m, d) for the frames now complete."""
+        seq = tokens if self.held is None else torch.cat([self.held, tokens])
+        self.held = seq[-1:]
+        if seq.shape[0] < 2:
+            return tokens.new_zeros((0, tokens.shape[-1]))
+        self.pair = seq[-2:]
+        return selective_token_merge(seq[None], self.k)[0, :-1]
+
+    def finish(self) -> torch.Tensor:
+        """(1, d): the last frame, which reuses the previous frame's score."""
+        if self.pair is None:
+            raise FeatureCacheError("a merged feature needs a video of at least 2 frames (STM "
+                                    "compares neighbouring frames)")
+        return selective_token_merge(self.pair[None], self.k)[0, -1:]
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class _Job:
+    """Open writers (and the STM stream) of one video being extracted."""
+
+    def __init__(self, video, kinds, cache_dir, shapes, dtype, k):
+        self.video, self.filled, self.stamp = video, 0, video_stamp(video)
+        self.writers: dict[str, ArrayWriter] = {}
+        self.merge = StreamMerge(k) if "merged" in kinds else None
+        try:
+            for kind in kinds:
+                self.writers[kind] = ArrayWriter(entry_paths(cache_dir, kind, video)[0],
+                                                 shapes[kind], dtype)
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, start: int, tokens: torch.Tensor) -> bool:
+        """tokens (n, N, d) float32 of frames start..start+n-1; True when the video is done."""
+        if start != self.filled:
+            raise RuntimeError(f"{self.video.path}: frames arrived out of order ({start} after "
+                               f"{self.filled})")
+        if "tokens" in self.writers:
+            self.writers["tokens"].append(tokens.numpy())
+        if self.merge is not None:
+            self.writers["merged"].append(self.merge.push(tokens).numpy())
+        self.filled += tokens.shape[0]
+        return self.filled == self.video.num_frames
+
+    def commit(self, cache_dir: str) -> None:
+        if self.merge is not None:
+            try:
+                last = self.merge.finish()
+            except FeatureCacheError as e:
+                raise FeatureCacheError(f"video {self.video.path}: {e}") from None
+            self.writers["merged"].append(last.numpy())
+        for kind, writer in self.writers.items():
+            marker = {"video": self.video.path, **self.stamp, "shape": list(writer.shape),
+                      "dtype": writer.dtype.name}
+            writer.commit(entry_paths(cache_dir, kind, self.video)[1], marker)
+        self.writers = {}
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
+                   kinds: Sequence[str] = KINDS, dtype: str = "fp16", k: int | None = None,
+                   batch_size: int = 64, num_workers: int = 2,
+                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Cache the features of `videos` (Video records) under `cache_dir`.
+
+    Args:
+        source: gives pixels, `.load(video, indices) -> (n, 3, S, S)` (a `data.FrameSource`).
+        frame_encoder: the frozen FrameEncoder; run in float32.
+        kinds: "tokens" and/or "merged". dtype: fp16 | fp32 on disk.
+        k: tokens kept per frame by STM (needed for "merged").
+        batch_size: frames per backbone forward (batches span video boundaries).
+    Returns:
+        {"videos", "skipped", "frames", "seconds", "frames_per_s", "cache_dir"}.
+    Raises:
+        FeatureCacheError: manifest mismatch, stale video, unwritable folder or full disk.
+    """
+    kinds = tuple(dict.fromkeys(kinds))
+    if not kinds or any(kind not in KINDS for kind in kinds):
+        raise ValueError(f"kinds must be a non-empty subset of {KINDS}; got {kinds}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    check_writable(cache_dir)
+    for kind in kinds:
+        open_manifest(cache_dir, expected_manifest(frame_encoder, kind, dtype, k), create=True)
+    n, d, dt = frame_encoder.num_patches, frame_encoder.dim, DTYPES[dtype]
+    layout = {"tokens": (n, d), "merged": (d,)}
+    todo = []
+    for video in videos:
+        need = [kind for kind in kinds if entry_state(
+            cache_dir, kind, video, (video.num_frames, *layout[kind]), dt) == "todo"]
+        if need:
+            todo.append((video, need))
+    total = sum(v.num_frames for v, _ in todo)
+    stats = {"videos": len(todo), "skipped": len(videos) - len(todo), "frames": total,
+             "cache_dir": cache_dir}
+    device = _device(device)
+    frame_encoder = frame_encoder.to(device).eval()
+    loader = DataLoader(_VideoPieces([v for v, _ in todo], source, batch_size), batch_size=None,
+                        num_workers=min(num_workers, len(todo)))
+    jobs: dict[int, _Job] = {}
+    pending: deque = deque()  # (video index, start, pixels) not yet through the backbone
+    bar = tqdm(total=total, unit="frame", desc="extract features", disable=not progress,
+               smoothing=0.1)
+
+    def run_batch(size: int) -> None:
+        parts, segs = [], []
+        while size:
+            vi, start, x = pending.popleft()
+            if len(x) > size:  # split the piece: the rest waits for the next batch
+                pending.appendleft((vi, start + size, x[size:]))
+                x = x[:size]
+            parts.append(x)
+            segs.append((vi, start, len(x)))
+            size -= len(x)
+        with torch.no_grad():
+            tokens = frame_encoder(torch.cat(parts).to(device)).float().cpu()
+        offset = 0
+        for vi, start, m in segs:
+            if vi not in jobs:
+                video, need = todo[vi]
+                jobs[vi] = _Job(video, need, cache_dir,
+                                {kd: (video.num_frames, *layout[kd]) for kd in need}, dt, k)
+            if jobs[vi].add(start, tokens[offset:offset + m]):
+                jobs.pop(vi).commit(cache_dir)
+            offset += m
+        bar.update(offset)
+
+    t0 = time.perf_counter()
+    try:
+        buffered = 0
+        for vi, start, x in loader:
+            pending.append((vi, start, x))
+            buffered += len(x)
+            while buffered >= batch_size:
+                run_batch(batch_size)
+                buffered -= batch_size
+        if buffered:
+            run_batch(buffered)
+    finally:
+        bar.close()
+        for job in jobs.values():
+            job.abort()
+    stats["seconds"] = time.perf_counter() - t0
+    stats["frames_per_s"] = total / stats["seconds"] if total else 0.0
+    return stats
+
+
+def extract_from_config(config: Mapping, splits: Sequence[str] = ("train", "val", "test"),
+                        kinds: Sequence[str] = KINDS, frame_encoder=None,
+                        progress: bool = True) -> dict:
+    """`extract_videos` for the videos of `splits`, settings from a resolved config dict
+    (cache folder, dtype, backbone, K, encode_chunk_size frames per batch, num_workers, device)."""
+    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+    from byov.data.datasets import FrameSource
+    from byov.data.layout import list_videos
+
+    if not config["freeze_base"]:
+        raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
+                                "pass --freeze_base")
+    cache_dir = cache_dir_for(config)
+    check_writable(cache_dir)  # before the backbone is loaded
+    root, dataset = config["dataset_root"], config["dataset"]
+    videos = [v for split in splits for v in list_videos(root, dataset, split)]
+    source = FrameSource(root, dataset, config["backbone"], config["input_size"],
+                         config["frame_cache_dir"])
+    if frame_encoder is None:
+        frame_encoder = build_frame_encoder_from_config(config)
+    k = tokens_to_keep(config, frame_encoder.num_patches) if "merged" in kinds else None
+    return extract_videos(videos, source, frame_encoder, cache_dir, kinds,
+                          config["feature_dtype"], k, config["encode_chunk_size"],
+                          config["num_workers"], config["device"], progress)

@@ -83,6 +83,11 @@ def checkpoint_config(argv, parser, ckpt_path: str):
     except ConfigError as e:
         raise ConfigError(f"{e}. The checkpoint was written by another version of byov") from e
     cfg, args = load_config(argv, parser, base=base)
+    if cfg.weights == "ema" and ckpt.get("target") is None:
+        from byov.eval.io import EvalInputError
+        raise EvalInputError(f"--weights ema needs an EMA teacher, but {ckpt_path} was trained "
+                             f"with target: {ckpt['config'].get('target')} and holds none; use "
+                             f"--weights online")
     check_compatible(ckpt["config"], to_dict(cfg),
                      [k for k in ARCH_KEYS if k not in LOCATION_KEYS], where=ckpt_path)
     return cfg, args

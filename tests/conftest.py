@@ -46,3 +46,20 @@ def tiny_clip_dir(tmp_path_factory):
             image_size=32, patch_size=16))
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def train_cache_dir(tmp_path_factory):
+    """Frame-cache folder (str) shared by the tiny training runs (the dataset stays untouched)."""
+    return str(tmp_path_factory.mktemp("frame_cache"))
+
+
+@pytest.fixture
+def args(synthetic_root, tiny_clip_dir, train_cache_dir, tmp_path):
+    """args(name, **overrides) -> train.py arguments of a tiny run in the folder tmp_path/name."""
+    from train_helpers import train_args
+
+    def make(name="run", **overrides):
+        return train_args(synthetic_root, tiny_clip_dir, str(tmp_path / name), train_cache_dir,
+                          **overrides)
+    return make

@@ -23,24 +23,10 @@ STEPS = 3  # ceil(3 train videos / batch 1)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("frame_cache"))
-
-
-@pytest.fixture
-def args(synthetic_root, tiny_clip_dir, cache_dir, tmp_path):
-    """args(name, **overrides) -> tiny-run arguments for the run folder tmp_path/name."""
-    def make(name="run", **overrides):
-        return train_args(synthetic_root, tiny_clip_dir, str(tmp_path / name), cache_dir,
-                          **overrides)
-    return make
-
-
-@pytest.fixture(scope="module")
-def smoke_run(synthetic_root, tiny_clip_dir, cache_dir, tmp_path_factory):
+def smoke_run(synthetic_root, tiny_clip_dir, train_cache_dir, tmp_path_factory):
     """`python train.py` for 2 epochs with downstream evaluation after each: (run dir, process)."""
     run_dir = str(tmp_path_factory.mktemp("smoke") / "run")
-    proc = train_cli(train_args(synthetic_root, tiny_clip_dir, run_dir, cache_dir, epochs=2,
+    proc = train_cli(train_args(synthetic_root, tiny_clip_dir, run_dir, train_cache_dir, epochs=2,
                                 ds_every_n_epoch=1, log_every=2))
     return run_dir, proc
 
@@ -149,6 +135,19 @@ def test_ema_target_trains_a_moving_teacher(args, tmp_path):
     x = torch.randn(1, 7, 32)
     assert torch.equal(model.embed(x, "ema"), model.target_encoder(x))
     assert not torch.allclose(model.embed(x, "ema"), model.embed(x, "online"))
+    # evaluate.py --weights ema embeds with the teacher; a run without one is refused clearly
+    import evaluate
+    from byov.eval.io import EvalInputError
+    ckpt_path = str(tmp_path / "ema" / "checkpoints" / "last.pth")
+    for weights in ("online", "ema"):
+        evaluate.main(["--ckpt", ckpt_path, "--weights", weights, "--eval_mode", "val",
+                       "--embed_dir", str(tmp_path / weights)])
+    online, ema = (np.load(tmp_path / w / "val_embeds.npy") for w in ("online", "ema"))
+    assert online.shape == ema.shape and not np.allclose(online, ema)
+    train_in_process(args("plain", epochs=1))
+    with pytest.raises(EvalInputError, match="--weights ema needs an EMA teacher"):
+        evaluate.main(["--ckpt", str(tmp_path / "plain" / "checkpoints" / "last.pth"),
+                       "--weights", "ema"])
 
 
 def test_unfrozen_backbone_is_trained_and_saved(args, tmp_path):

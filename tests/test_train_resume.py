@@ -13,22 +13,9 @@ from byov import trainer
 from byov.checkpoint import CheckpointError
 from conftest import ROOT
 from train_helpers import (epoch_summaries, load_ckpt, read_log, subprocess_env,
-                           tensors_differing, train_args, train_in_process)
+                           tensors_differing, train_in_process)
 
 COMPARED = ("encoder", "decoder", "target", "backbone", "optimizer", "step", "epoch")
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("frame_cache"))
-
-
-@pytest.fixture
-def args(synthetic_root, tiny_clip_dir, cache_dir, tmp_path):
-    def make(name="run", **overrides):
-        return train_args(synthetic_root, tiny_clip_dir, str(tmp_path / name), cache_dir,
-                          **overrides)
-    return make
 
 
 def assert_same_state(a: dict, b: dict):

@@ -1,0 +1,44 @@
+"""scripts/run.sh: the demo pipeline end to end (feature cache, training, test evaluation of
+best.pth, frozen-feature baseline, comparison), on a reduced setting."""
+import json
+import os
+import shutil
+import subprocess
+
+from train_helpers import ROOT, subprocess_env, train_args
+
+
+def run_sh(*args, timeout=300):
+    return subprocess.run(["bash", "scripts/run.sh", *args], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    proc = run_sh("break_egs")
+    assert proc.returncode == 2
+    assert "valid names:" in proc.stderr and "break_eggs" in proc.stderr and "demo" in proc.stderr
+
+
+def test_demo_on_a_reduced_setting(synthetic_root, tiny_clip_dir, tmp_path):
+    # a copy: the demo's feature extraction may not write next to the shared dataset
+    shutil.copytree(synthetic_root, tmp_path / "data" / "synthetic")
+    out = tmp_path / "run"
+    args = train_args(str(tmp_path / "data" / "synthetic"), tiny_clip_dir, str(out),
+                      str(tmp_path / "frames"), epochs=2, ds_every_n_epoch=1,
+                      feature_cache_dir=str(tmp_path / "features"))
+    proc = run_sh("demo", *args)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # the token cache was extracted and training read it (the demo's `features: tokens`)
+    assert os.path.isfile(tmp_path / "features" / "tokens" / "manifest.json")
+    with open(out / "config.yaml") as f:
+        assert "features: tokens" in f.read()
+    trained = json.loads((out / "eval" / "best" / "metrics_test.json").read_text())
+    frozen = json.loads((out / "eval" / "frozen_features" / "metrics_test.json").read_text())
+    for metrics in (trained, frozen):
+        assert set(metrics["classification_f1"]) == {"regular", "ego2exo", "exo2ego"}
+        assert isinstance(metrics["kendalls_tau"], float)
+    # test embeddings of the trained model (32-d) and of the frozen backbone (its 32-d tokens)
+    assert os.path.isfile(out / "eval" / "best" / "test_embeds.npy")
+    assert trained["retrieval_map10"] != frozen["retrieval_map10"]
+    table = proc.stdout[proc.stdout.index("| Metric | frozen features | BYOV (best.pth) |"):]
+    assert "| F1 Regular |" in table and "| Kendall's tau |" in table

@@ -137,6 +137,7 @@ def main(argv=None) -> dict:
         cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
     from byov.eval import evaluate_embeddings, parse_tasks
     from byov.eval.embed import embed_to_folder
+    from byov.eval.progression import headline_uses_time_feature
     from byov.eval.report import format_table, to_json, write_metrics
 
     try:
@@ -161,8 +162,7 @@ def main(argv=None) -> dict:
     if not os.access(out_dir, os.W_OK):
         raise PermissionError(f"cannot write metrics into {out_dir}; pass --embed_dir DIR")
     train, evl, sources = load_splits(cfg, args, directory)
-    time_feature = {"on": True, "off": False}.get(cfg.progression_time_feature,
-                                                  cfg.dataset == "pour_liquid")
+    time_feature = headline_uses_time_feature(cfg.dataset, cfg.progression_time_feature)
     metrics = evaluate_embeddings(train, evl, tasks, time_feature=time_feature,
                                   few_shot=cfg.few_shot, progress=sys.stderr.isatty())
     meta = {"dataset": cfg.dataset, "eval_split": cfg.eval_mode,

@@ -28,7 +28,6 @@ import pickle
 import random
 import re
 import shutil
-import tempfile
 import warnings
 import zipfile
 from typing import Any, Callable, Iterable
@@ -36,6 +35,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 import torch.nn as nn
+
+from byov.atomic import atomic_write
 
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
@@ -157,24 +158,13 @@ def _fsync_dir(directory: str) -> None:
 
 def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Call write(file) on a temp file next to `path`, fsync it, then rename it onto `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(exc, Exception):
-            raise CheckpointError(f"could not write checkpoint {path} ({type(exc).__name__}: "
-                                  f"{exc}); any previous file there is unchanged. Check free disk "
-                                  f"space and write permission.") from exc
-        raise
-    _fsync_dir(directory)
+        atomic_write(path, write, fsync=True)
+    except Exception as exc:
+        raise CheckpointError(f"could not write checkpoint {path} ({type(exc).__name__}: "
+                              f"{exc}); any previous file there is unchanged. Check free disk "
+                              f"space and write permission.") from exc
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def save_checkpoint(path: str, state: dict) -> None:

@@ -225,11 +225,8 @@ def write_config(config: Mapping, path: str) -> None:
     """The resolved config as flat yaml, written atomically."""
     import yaml
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(dict(config), f, sort_keys=False)
-    os.replace(tmp, path)
+    from byov.atomic import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
     print(f"resolved config written to {path}")
 
 
@@ -239,6 +236,7 @@ def downstream(config: Mapping, frame_encoder, model, device, autocast, feature_
     from byov.eval import evaluate_embeddings, parse_tasks
     from byov.eval.embed import embed_splits
     from byov.eval.io import save_split
+    from byov.eval.progression import headline_uses_time_feature
     from byov.eval.report import write_metrics
 
     # eval mode for the backbone too: an unfrozen CNN's BatchNorm must not use or update batch
@@ -253,17 +251,13 @@ def downstream(config: Mapping, frame_encoder, model, device, autocast, feature_
     for name, data in splits.items():
         save_split(out_dir, name, data)
     metrics = evaluate_embeddings(splits["train"], splits["val"], parse_tasks(config["eval_task"]),
-                                  time_feature=time_feature(config), progress=False)
+                                  time_feature=headline_uses_time_feature(
+                                      config["dataset"], config["progression_time_feature"]),
+                                  progress=False)
     metrics["val_score"] = val_score(metrics)
     write_metrics(out_dir, metrics, {"dataset": config["dataset"], "eval_split": "val",
                                      "weights": "online"})
     return metrics
-
-
-def time_feature(config: Mapping) -> bool:
-    """Progression's headline variant: the time feature is on for pour_liquid (released quirk)."""
-    setting = config["progression_time_feature"]
-    return setting == "on" or (setting == "auto" and config["dataset"] == "pour_liquid")
 
 
 def flat_metrics(metrics: Mapping) -> dict:

@@ -250,3 +250,13 @@ def test_few_shot_protocol():
     assert full["f1_mean"] == pytest.approx(regular["regular"], abs=1e-12)
     assert full["propagation_acc_mean"] == 0.0
     assert all(0 <= e["f1_mean"] <= 1 and e["f1_std"] >= 0 for e in entries)
+
+
+def test_progression_headline_time_feature_rule():
+    from byov.eval.progression import headline_uses_time_feature
+    assert headline_uses_time_feature("pour_liquid") is True  # the released quirk
+    assert headline_uses_time_feature("break_eggs") is False
+    assert headline_uses_time_feature("break_eggs", "on") is True
+    assert headline_uses_time_feature("pour_liquid", "off") is False
+    with pytest.raises(ValueError, match="auto, on or off"):
+        headline_uses_time_feature("pour_liquid", "yes")

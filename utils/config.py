@@ -258,8 +258,5 @@ def load_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPars
 
 def dump_config(cfg: Config, path: str) -> None:
     """Write the resolved config as flat yaml (atomically)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-    os.replace(tmp, path)
+    from byov.atomic import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from byov.atomic import atomic_write_json
 from byov.eval.io import SplitData
 from byov.models.stm import merge_video_tokens
 
@@ -172,8 +173,5 @@ def embed_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
                         autocast=autocast, progress=progress)
     for split, d in data.items():
         save_split(out_dir, split, d)
-    tmp = os.path.join(out_dir, EMBED_INFO + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, EMBED_INFO))
+    atomic_write_json(os.path.join(out_dir, EMBED_INFO), info)
     return True

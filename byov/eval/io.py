@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from byov.atomic import atomic_write, atomic_write_json
+
 VIEWS = ("ego", "exo")
 
 
@@ -119,17 +121,6 @@ def _paths(directory: str, split: str) -> tuple[str, str, str]:
             os.path.join(directory, f"{split}_videos.json"))
 
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_split(directory: str, split: str, data: SplitData) -> None:
     """Write `{split}_embeds.npy`, `{split}_label.npy` and `{split}_videos.json` (atomically)."""
     data.validate()
@@ -137,9 +128,9 @@ def save_split(directory: str, split: str, data: SplitData) -> None:
     embeds_path, label_path, videos_path = _paths(directory, split)
     videos = [{"name": str(v["name"]), "view": str(v["view"]), "num_frames": int(v["num_frames"])}
               for v in data.videos]
-    _atomic_write(embeds_path, lambda f: np.save(f, np.asarray(data.embeds)))
-    _atomic_write(label_path, lambda f: np.save(f, np.asarray(data.labels, dtype=np.int64)))
-    _atomic_write(videos_path, lambda f: f.write(json.dumps(videos, indent=1).encode()))
+    atomic_write(embeds_path, lambda f: np.save(f, np.asarray(data.embeds)))
+    atomic_write(label_path, lambda f: np.save(f, np.asarray(data.labels, dtype=np.int64)))
+    atomic_write_json(videos_path, videos)
 
 
 def videos_json_path(directory: str, split: str) -> str:

@@ -41,6 +41,15 @@ def progression_targets(labels: np.ndarray, lengths: np.ndarray, num_phases: int
     return y
 
 
+def headline_uses_time_feature(dataset: str, setting: str = "auto") -> bool:
+    """Which progression variant is the headline: `on`, `off`, or `auto` = on for pour_liquid only
+    (the released quirk, kept for all methods) [DEC 22]."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"progression time feature setting must be auto, on or off; got "
+                         f"{setting!r}")
+    return setting == "on" or (setting == "auto" and dataset == "pour_liquid")
+
+
 def with_time_feature(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """(N, D + 1) float64: x with frame index * 1e-3 appended (restarting at each video)."""
     lengths = np.asarray(lengths, dtype=np.int64)

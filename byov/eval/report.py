@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from byov.atomic import atomic_write_text
+
 SETTINGS = ("regular", "ego2exo", "exo2ego")
 _HEADERS = ("Regular", "Ego2Exo", "Exo2Ego")
 
@@ -70,13 +72,6 @@ def format_table(metrics: dict, dataset: str | None = None) -> str:
     return out
 
 
-def _atomic_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def to_json(metrics: dict) -> str:
     """JSON text; NaN is not valid JSON and never appears (n/a values are null)."""
     return json.dumps(metrics, indent=2, allow_nan=False) + "\n"
@@ -88,11 +83,11 @@ def write_metrics(directory: str, metrics: dict, meta: dict) -> tuple[str, str]:
     os.makedirs(directory, exist_ok=True)
     json_path = os.path.join(directory, "metrics.json")
     md_path = os.path.join(directory, "metrics.md")
-    _atomic_text(json_path, to_json({"meta": meta, "metrics": metrics}))
+    atomic_write_text(json_path, to_json({"meta": meta, "metrics": metrics}))
     title = f"# AE2 evaluation: {meta.get('dataset') or 'embeddings'}"
     head = [title, ""] + [f"- {k}: {v}" for k, v in meta.items()] + [""]
     table = format_table(metrics, meta.get("dataset"))
-    _atomic_text(md_path, "\n".join(head) + "\n" + table + "\n")
+    atomic_write_text(md_path, "\n".join(head) + "\n" + table + "\n")
     return json_path, md_path
 
 

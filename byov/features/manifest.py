@@ -11,11 +11,12 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import uuid
 import warnings
 
 import numpy as np
 import torch
+
+from byov.atomic import atomic_write_json
 
 from byov.data.layout import DataError
 
@@ -200,16 +201,7 @@ def read_manifest(cache_dir: str, kind: str) -> dict | None:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_json(path, data, fsync=True)
 
 
 def open_manifest(cache_dir: str, expected: dict, create: bool = False) -> dict:

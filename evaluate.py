@@ -185,15 +185,10 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from byov.build import ModelConfigError
-    from byov.checkpoint import CheckpointError
-    from byov.data.layout import DataError
-    from byov.eval.io import EvalInputError
-    from byov.models.frame_encoders import WeightsNotFoundError
+    from byov.errors import ByovError
     from utils.config import ConfigError
     try:
         main()
-    except (EvalInputError, ConfigError, FileNotFoundError, PermissionError, CheckpointError,
-            DataError, ModelConfigError, WeightsNotFoundError) as e:
+    except (ByovError, ConfigError, FileNotFoundError, PermissionError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         sys.exit(2)

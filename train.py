@@ -19,13 +19,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from byov.build import ModelConfigError
-    from byov.checkpoint import CheckpointError
-    from byov.data.layout import DataError
-    from byov.engine import NonFiniteLossError
-    from byov.models.frame_encoders import WeightsNotFoundError
+    from byov.errors import ByovError
     try:
         main()
-    except (ConfigError, CheckpointError, DataError, ModelConfigError, NonFiniteLossError,
-            WeightsNotFoundError) as e:
+    except (ConfigError, ByovError) as e:  # the user's input or set-up: the message says the fix
         sys.exit(f"error: {e}")

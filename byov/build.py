@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from byov.errors import ByovError
 from byov.models.byov import BYOV
 from byov.models.stm import num_selected_tokens
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ByovError, ValueError):
     """The config does not fit the backbone (e.g. hidden_dim differs from its token width)."""
 
 

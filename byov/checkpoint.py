@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from byov.atomic import atomic_write
+from byov.errors import ByovError
 
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
@@ -55,7 +56,7 @@ ARCH_KEYS = ("backbone", "vision_encoder_path", "hidden_dim", "embedding_size",
 _DEPTH_FLAGS = {"encoder": "n_layers", "target": "n_layers", "decoder": "n_layers_dec"}
 
 
-class CheckpointError(Exception):
+class CheckpointError(ByovError):
     """A checkpoint that is missing, unreadable or does not fit the model; says path and fix."""
 
 

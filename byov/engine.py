@@ -13,11 +13,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from byov.errors import ByovError
 from byov.models.masking import draw_noise
 from byov.models.stm import selective_token_merge
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ByovError, RuntimeError):
     """The loss became NaN or inf: training stops instead of writing a broken checkpoint."""
 
 

@@ -19,6 +19,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from byov.errors import ByovError
+
 DATASETS = ("break_eggs", "pour_milk", "pour_liquid", "tennis_forehand", "synthetic")
 CSV_DATASETS = ("break_eggs", "tennis_forehand")
 FOLDER_DATASETS = ("pour_milk", "pour_liquid")
@@ -29,7 +31,7 @@ LABEL_FILE = "label.pickle"
 _ROOT_HINT = "edit dataset_root in utils/config.py or pass --dataset_root"
 
 
-class DataError(Exception):
+class DataError(ByovError):
     """A problem with the data on disk; the message names the path and the fix."""
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from byov.atomic import atomic_write, atomic_write_json
+from byov.errors import ByovError
 
 VIEWS = ("ego", "exo")
 
 
-class EvalInputError(ValueError):
+class EvalInputError(ByovError, ValueError):
     """Embeddings, labels or metadata that the evaluation cannot use; the message says why."""
 
 

@@ -67,13 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from byov.build import ModelConfigError
-    from byov.data.layout import DataError
-    from byov.features.manifest import FeatureCacheError
-    from byov.models.frame_encoders import WeightsNotFoundError
+    from byov.errors import ByovError
 
     try:
         main()
-    except (_import_config().ConfigError, DataError, FeatureCacheError, ModelConfigError,
-            WeightsNotFoundError) as e:
+    except (_import_config().ConfigError, ByovError) as e:
         sys.exit(f"error: {e}")

@@ -24,6 +24,8 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from byov.errors import ByovError
+
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
@@ -31,7 +33,7 @@ BACKBONES = ("clip", "resnet50", "vit_b_16", "efficientnet_lite0")
 _RESNET_WIDTH = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(ByovError, FileNotFoundError):
     """Pretrained backbone weights are not available locally; the message says how to get them."""
 
 

@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+from byov.atomic import atomic_write_text
+
 
 def _to_number(name: str, value: Any) -> Any:
     """Tensors / numpy scalars -> python numbers; str and bool pass; anything else is an error."""
@@ -33,10 +35,28 @@ def _to_number(name: str, value: Any) -> Any:
                      f"strings")
 
 
+def _truncate_after(path: str, step: int) -> None:
+    """Keep the log.jsonl records up to `step` (a torn last line of a killed run is dropped)."""
+    kept = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    atomic_write_text(path, "".join(kept))
+
+
 class RunLogger:
     """log(step, epoch=None, **scalars) -> log.jsonl line + TensorBoard scalars."""
 
-    def __init__(self, output_dir: str, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, output_dir: str, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None):
+        """resume_step: the global step of the checkpoint a run resumes from. Records logged after
+        it by the interrupted run (their work is redone) are dropped from log.jsonl and purged
+        from TensorBoard, so each step appears once."""
         self.output_dir = output_dir
         self.enabled = enabled
         self.start = time.time()
@@ -53,9 +73,13 @@ class RunLogger:
                                   f"with tensorboard=False") from exc
         os.makedirs(output_dir, exist_ok=True)
         self.path = os.path.join(output_dir, "log.jsonl")
+        if resume_step is not None and os.path.isfile(self.path):
+            _truncate_after(self.path, resume_step)
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # line-buffered
         if tensorboard:
-            self._writer = SummaryWriter(log_dir=os.path.join(output_dir, "tb"))
+            self._writer = SummaryWriter(
+                log_dir=os.path.join(output_dir, "tb"),
+                purge_step=None if resume_step is None else resume_step + 1)
 
     def log(self, step: int, epoch: int | None = None, **scalars: Any) -> None:
         if not self.enabled:

@@ -112,6 +112,11 @@ def _run(config: dict, info: D.DistInfo, PairDataset) -> dict:
         # freeze_base too: it decides which parameters the saved optimizer state belongs to
         ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS + RESUME_KEYS,
                                   where=resume_path)
+    elif os.path.isfile(ckpt_lib.CheckpointManager(out_dir, 0).last_path):
+        raise ckpt_lib.CheckpointError(
+            f"{out_dir} already holds a run ({ckpt_lib.CheckpointManager(out_dir, 0).last_path}); "
+            f"a fresh run there would overwrite its checkpoints and logs. Pass --resume auto to "
+            f"continue it, or choose another --output_dir")
     if info.is_main:  # only once the resume is known to be valid: a refused one changes nothing
         write_config(config, os.path.join(out_dir, "config.yaml"))
 
@@ -166,7 +171,8 @@ def _run(config: dict, info: D.DistInfo, PairDataset) -> dict:
               f"step {step}")
         del resumed
 
-    logger = RunLogger(out_dir, enabled=info.is_main)
+    logger = RunLogger(out_dir, enabled=info.is_main,
+                       resume_step=step if resume_path else None)
     manager = ckpt_lib.CheckpointManager(out_dir, config["save_every"])
     feature_store = {} if config["freeze_base"] else None
     if info.is_main:

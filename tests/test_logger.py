@@ -86,3 +86,19 @@ def test_metric_meter_throughput_and_averages():
     assert 0.025 <= meter.iter_time < 0.3 and 0.008 <= meter.data_time < meter.iter_time
     assert meter.throughput == pytest.approx(8 / meter.iter_time)
     assert "loss: 3 (2)" in str(meter) and "items/s" in str(meter)
+
+
+def test_resumed_logger_drops_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path):
+    logger = RunLogger(str(tmp_path), tensorboard=False)
+    for step in range(1, 9):
+        logger.log(step, loss=float(step))
+    logger.close()
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"step": 9, "loss": 9')  # a line torn by the kill
+    logger = RunLogger(str(tmp_path), tensorboard=False, resume_step=5)
+    logger.log(6, loss=60.0)
+    logger.close()
+    with open(tmp_path / "log.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [(r["step"], r["loss"]) for r in records] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0),
+                                                         (5, 5.0), (6, 60.0)]

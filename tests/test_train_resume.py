@@ -80,6 +80,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(args, tmp_path):
     resumed, whole = load_ckpt(killed_dir), load_ckpt(str(tmp_path / "whole"))
     assert (resumed["epoch"], resumed["step"]) == (epochs - 1, epochs * steps)
     assert_same_state(whole, resumed)
+    # the log reads as one run: steps the killed run logged past its checkpoint are not repeated
+    def step_lines(run):
+        return [(r["step"], r["train/lr"]) for r in read_log(str(tmp_path / run))
+                if "train/lr" in r]
+    assert step_lines("killed") == step_lines("whole")
+
+
+def test_fresh_run_refuses_a_folder_that_holds_a_run(args, tmp_path):
+    train_in_process(args("run"))
+    last = os.path.join(tmp_path, "run", "checkpoints", "last.pth")
+    before = os.stat(last).st_mtime_ns
+    with pytest.raises(CheckpointError, match=r"already holds a run[\s\S]*--resume auto"):
+        train_in_process(args("run", epochs=2))
+    assert os.stat(last).st_mtime_ns == before
 
 
 def test_resume_refuses_a_changed_architecture(args, tmp_path):

@@ -47,8 +47,9 @@ def metric_value(metrics: Mapping, name: str) -> float | None:
     return node if isinstance(node, (int, float)) else None
 
 
-def prepare_data(config: Mapping, info: D.DistInfo):
-    """Train/val videos, frame caches built up front (rank 0), the synthetic set if asked."""
+def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder):
+    """Train/val videos, frame caches built up front (rank 0), the synthetic set if asked; with
+    a feature cache, the cache checked against `frame_encoder` (the run's backbone)."""
     from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
     from byov.data.layout import list_videos
 
@@ -61,7 +62,7 @@ def prepare_data(config: Mapping, info: D.DistInfo):
     videos = {s: list_videos(root, dataset, s) for s in ("train", "val")}
     if config["features"] != "fly":  # fail now, naming what to extract, not in a worker
         from byov.features.cache import verify_cache
-        verify_cache(config, [v for s in videos.values() for v in s])
+        verify_cache(config, [v for s in videos.values() for v in s], frame_encoder)
     if info.is_main and config["features"] == "fly":
         todo = [v for s in videos.values() for v in s]
         for v in tqdm(todo, desc="frame caches", unit="video", leave=False):
@@ -70,10 +71,10 @@ def prepare_data(config: Mapping, info: D.DistInfo):
     return videos
 
 
-def make_source(config: Mapping):
+def make_source(config: Mapping, frame_encoder):
     if config["features"] != "fly":
         from byov.features.cache import feature_source
-        return feature_source(config)
+        return feature_source(config, frame_encoder)
     from byov.data.datasets import FrameSource
     return FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
                        config["input_size"], config["frame_cache_dir"])
@@ -92,16 +93,16 @@ def _loader(dataset, batch_size, info, num_workers, device):
 
 def run(config: dict) -> dict:
     """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
-    from byov.data.datasets import PairDataset
-
     info = D.init_distributed(config["device"])
     try:
-        return _run(config, info, PairDataset)
+        return _run(config, info)
     finally:
         D.cleanup()
 
 
-def _run(config: dict, info: D.DistInfo, PairDataset) -> dict:
+def _run(config: dict, info: D.DistInfo) -> dict:
+    from byov.data.datasets import PairDataset
+
     device, out_dir = info.device, config["output_dir"]
     D.seed_everything(config["seed"], info.rank)
     precision = D.effective_precision(device, config["precision"])
@@ -120,9 +121,9 @@ def _run(config: dict, info: D.DistInfo, PairDataset) -> dict:
     if info.is_main:  # only once the resume is known to be valid: a refused one changes nothing
         write_config(config, os.path.join(out_dir, "config.yaml"))
 
-    videos = prepare_data(config, info)
     frame_encoder = build_frame_encoder_from_config(config).to(device)
     check_backbone_width(config, frame_encoder)
+    videos = prepare_data(config, info, frame_encoder)
     k = tokens_to_keep(config, frame_encoder.num_patches)
     model = build_byov(config).to(device)
     step_module = TrainStep(frame_encoder if config["features"] == "fly" else None, model, k)
@@ -136,7 +137,7 @@ def _run(config: dict, info: D.DistInfo, PairDataset) -> dict:
         ddp = torch.nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None)
 
-    source = make_source(config)
+    source = make_source(config, frame_encoder)
     batch_size, world = config["batch_size"], info.world_size
     steps_per_epoch = config["steps_per_epoch"] or math.ceil(len(videos["train"]) /
                                                              (batch_size * world))

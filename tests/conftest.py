@@ -6,7 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")  # parity fixtures, see its README.md
 if ROOT not in sys.path:  # utils/ and the entry points live at the project root
     sys.path.insert(0, ROOT)
 

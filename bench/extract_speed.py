@@ -1,4 +1,5 @@
-"""Feature extraction speed: the full pipeline vs the bare backbone forward (DEC 20).
+"""Feature extraction speed: the full pipeline vs the bare backbone forward
+(docs/design.md#feature-cache).
 
     python bench/extract_speed.py        # ~3-4 minutes on 2 CPU cores
 

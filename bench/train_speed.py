@@ -1,20 +1,21 @@
-"""Training-step speed: on the fly (released) vs token cache vs merged cache (DEC 20).
+"""Training-step speed: on the fly (released) vs token cache vs merged cache
+(docs/design.md#feature-cache).
 
     python bench/train_speed.py          # ~5 minutes on 2 CPU cores
 
 Fixed set: a synthetic dataset of 4 train videos x 64 frames (128x128), generated into a temp
 folder, h5 frame caches built up front (untimed, as `train.py` does). Backbone: a full-size
-random-init CLIP ViT-B/16 (224x224, 196 tokens of 768-d), K = 59; BYOV with the released sizes
-(12 encoder / 4 decoder layers, 256-d, 16 heads). Clips of T = 32 frames and batch 1 pair (the
-released ViT-B/16 runs, REFERENCE §5.2), fp32, num_workers 0, so every timed step includes loading
-its batch, forward, backward and the Adam step. One untimed warm-up step per path, then
---fly_steps (3) steps on the fly and --cache_steps (20) steps from each cache, interleaved in
-rounds, and each path's median step time (robust to bursts of load from other processes on a
-shared machine: small ops suffer most when the cores are oversubscribed). The
-caches (fp16, both kinds) are extracted once from the train split with the same backbone. Also
-printed: cache bytes per frame, extraction frames/s and the fp16 token cache's deviation from on
-the fly on one ego and one exo clip. Last line: `token_cache_speedup: X`, X = on-the-fly median
-step time / token-cache median step time, both measured in this run.
+random-init CLIP ViT-B/16 (224x224, 196 tokens of 768-d), K = 59; BYOV with the released sizes (12
+encoder / 4 decoder layers, 256-d, 16 heads). Clips of T = 32 frames and batch 1 pair (the released
+ViT-B/16 runs, docs/released_code.md#training-configuration), fp32, num_workers 0, so every timed
+step includes loading its batch, forward, backward and the Adam step. One untimed warm-up step per
+path, then --fly_steps (3) steps on the fly and --cache_steps (20) steps from each cache,
+interleaved in rounds, and each path's median step time (robust to bursts of load from other
+processes on a shared machine: small ops suffer most when the cores are oversubscribed). The caches
+(fp16, both kinds) are extracted once from the train split with the same backbone. Also printed:
+cache bytes per frame, extraction frames/s and the fp16 token cache's deviation from on the fly on
+one ego and one exo clip. Last line: `token_cache_speedup: X`, X = on-the-fly median step time /
+token-cache median step time, both measured in this run.
 """
 from __future__ import annotations
 

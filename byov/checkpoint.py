@@ -1,6 +1,7 @@
 """Checkpoints that hold plain data, are written atomically and load with `weights_only=True`.
 
-A checkpoint is a dict with the keys of `CHECKPOINT_KEYS` (DECISIONS 18):
+A checkpoint is a dict with the keys of `CHECKPOINT_KEYS`
+(docs/design.md#checkpoints-as-plain-data):
 
     format_version  int, FORMAT_VERSION
     config          the resolved flat config as a plain dict (rebuilds the model on its own)
@@ -329,7 +330,7 @@ def load_state_strict(module: nn.Module, state_dict: dict, what: str,
 
 # ---------------------------------------------------------------------------------- run folder
 class CheckpointManager:
-    """The checkpoints of one run folder (DECISIONS 17):
+    """The checkpoints of one run folder (docs/design.md#run-folder):
 
         <output_dir>/checkpoints/last.pth          after every epoch
         <output_dir>/checkpoints/epoch_XXXX.pth    when (epoch + 1) % save_every == 0 (0-based

@@ -1,10 +1,11 @@
-"""Single-process or torchrun DDP setup, seeding and mixed precision (DECISIONS 8).
+"""Single-process or torchrun DDP setup, seeding and mixed precision
+(docs/design.md#training-loop-and-precision).
 
 Launch with `python train.py ...` (one process) or `torchrun --nproc_per_node=N train.py ...`
 (DDP: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT). NCCL is used on
 CUDA and gloo on CPU. Only rank 0 (`DistInfo.is_main`) writes logs and checkpoints.
 
-Precision: bf16 or fp16 autocast on CUDA. CPU always runs fp32 (DECISIONS 8), whatever
+Precision: bf16 or fp16 autocast on CUDA. CPU always runs fp32, whatever
 --precision says: CPU runs are for tests, the demo and parity checks, which compare against the
 released fp32 numerics at 1e-5 (autocast would break that), and CPU bf16 speed depends on the
 hardware (emulated, hence slower, on CPUs without bf16 instructions; on an AVX512-BF16 EPYC a

@@ -1,4 +1,4 @@
-"""Per-step schedules, precomputed (STYLE practice 4).
+"""Per-step schedules, precomputed (docs/design.md#resume-and-per-step-schedules).
 
 The learning rate of global step s is `schedule[s]`; resuming at step s just indexes from s, so a
 resumed run follows the same curve as an uninterrupted one (no scheduler state to replay).

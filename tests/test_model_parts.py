@@ -166,6 +166,7 @@ def test_stm_errors_and_k():
     with pytest.raises(ValueError, match="K=5"):
         selective_token_merge(torch.zeros(1, 3, 4, 3), 5)
     assert num_selected_tokens(196, 0.3) == 59
-    assert num_selected_tokens(256, 0.3) == 77  # DEC 5: from the real patch count
+    # from the real patch count (docs/design.md#token-merging-k)
+    assert num_selected_tokens(256, 0.3) == 77
     assert num_selected_tokens(256, 0.3, num_tokens=196) == 59  # released Break Eggs override
     assert num_selected_tokens(49, 0.3) == 15

@@ -1,5 +1,6 @@
 """Training runs end to end on the CPU: run folder, checkpoints, EMA teacher, unfrozen backbone,
-strict rebuilding and the finite-loss guard (DECISIONS 8, 9, 17, 18)."""
+strict rebuilding and the finite-loss guard (docs/design.md: training-loop-and-precision,
+checkpoints-as-plain-data, run-folder)."""
 import contextlib
 import json
 import math
@@ -240,7 +241,8 @@ def test_downstream_evaluation_leaves_an_unfrozen_backbone_untouched(args, tmp_p
 
 def test_evaluate_ckpt_rebuilds_the_model_and_reuses_embeddings(smoke_run):
     """evaluate.py --ckpt alone (no architecture flags) embeds like the run's own val evaluation,
-    writes the DEC 17 folder, reuses it on a second call and compares with the frozen features."""
+    writes the run folder's eval/<checkpoint stem>/ (docs/design.md#run-folder), reuses it on a
+    second call and compares with the frozen features."""
     import subprocess
     import sys
 

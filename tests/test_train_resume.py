@@ -1,5 +1,6 @@
-"""Resuming restores the whole run (STYLE practice 4, DECISIONS 9): a resumed run ends bitwise where
-an uninterrupted one does, also after a SIGKILL; a resume that cannot be honoured fails loudly."""
+"""Resuming restores the whole run (docs/design.md#resume-and-per-step-schedules): a resumed run
+ends bitwise where an uninterrupted one does, also after a SIGKILL; a resume that cannot be
+honoured fails loudly."""
 import os
 import signal
 import subprocess

@@ -29,7 +29,8 @@ TINY = {
     "ds_every_n_epoch": 0, "epochs": 1, "save_every": 1, "log_every": 1, "batch_size": 1,
 }
 
-# DECISIONS 18 (`target` only with --target ema; `backbone` only with --no-freeze_base)
+# docs/design.md#checkpoints-as-plain-data (`target` only with --target ema; `backbone` only with
+# --no-freeze_base)
 CHECKPOINT_KEYS = {"format_version", "config", "encoder", "decoder", "optimizer", "step", "epoch",
                    "rng", "val_metrics"}
 

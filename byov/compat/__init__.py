@@ -44,7 +44,7 @@ def model_from_released_config(config: dict, compat_released_decoder: bool) -> B
 
 
 def load_released(path: str) -> tuple[BYOV, dict]:
-    """Load a parity fixture (shared/fixtures/model_parity*.pt) into our BYOV, strictly.
+    """Load a parity fixture (tests/fixtures/model_parity*.pt) into our BYOV, strictly.
 
     `view2_msm_fixed` False selects compat_released_decoder=True. The model is returned in eval mode.
 
@@ -52,7 +52,7 @@ def load_released(path: str) -> tuple[BYOV, dict]:
         (model, fixture dict as stored).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"parity fixture not found: {path} (they live in shared/fixtures/)")
+        raise FileNotFoundError(f"parity fixture not found: {path} (they live in tests/fixtures/)")
     fx = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("config", "encoder_state_dict", "decoder_state_dict", "view2_msm_fixed"):
         if key not in fx:

@@ -1,6 +1,6 @@
 """Compare our BYOV with the released code's outputs stored in a parity fixture.
 
-    python -m byov.compat.check_parity ../shared/fixtures/model_parity.pt
+    python -m byov.compat.check_parity tests/fixtures/model_parity.pt
 
 Prints the max abs difference of every output and loss term; exits 1 above the tolerance (1e-5).
 """

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 
 def sincos_pos_embed_1d(dim: int, length: int) -> torch.Tensor:
-    """Fixed MAE 1-D sin-cos position table (REFERENCE §3.3).
+    """Fixed MAE 1-D sin-cos position table (released BYOV utils/pos_embed.py,
+    `get_1d_sincos_pos_embed_from_grid`; docs/released_code.md#encoder).
 
     omega_i = 1 / 10000^(i / (dim/2)); P[p, i] = sin(p * omega_i), P[p, dim/2 + i] = cos(p * omega_i).
     Computed in float64 as MAE does, returned as float32.
@@ -64,7 +65,8 @@ class Attention(nn.Module):
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.n_heads, c // self.n_heads).permute(2, 0, 3, 1, 4)
         # The released causal bias is log(1e-45) = -103.28 rather than -inf; since the diagonal is
-        # always visible, exp(-103.28) is below fp32 resolution next to it (REFERENCE §3.5).
+        # always visible, exp(-103.28) is below fp32 resolution next to it (released BYOV
+        # models/layer.py, `Attention.forward`; docs/released_code.md#decoder).
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=causal)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 

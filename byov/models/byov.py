@@ -1,9 +1,10 @@
 """BYOV: masked self-view (MSM) and cross-view (MCM) modeling over ego/exo frame features.
 
-One training step (REFERENCE §3.6, §4.1): per view, the encoder runs on the full sequence and on
-two visible subsets (r1 = `mask_ratio`, r2 = `mcm_ratio`); the decoder reconstructs the r1-masked
-frames causally from the same view (MSM), and the r2-masked frames bidirectionally with the other
-view's full latents as context (MCM). The loss is three masked-position MSE terms.
+One training step (released BYOV video_tasks.py, `training_step`; docs/released_code.md#losses):
+per view, the encoder runs on the full sequence and on two visible subsets (r1 = `mask_ratio`,
+r2 = `mcm_ratio`); the decoder reconstructs the r1-masked frames causally from the same view (MSM),
+and the r2-masked frames bidirectionally with the other view's full latents as context (MCM). The
+loss is three masked-position MSE terms.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class BYOV(nn.Module):
         depth, depth_dec: encoder / decoder blocks (run scripts: 12 / 4).
         num_frames: T, frames per training clip (position tables are built for it).
         mask_ratio: self-view (MSM) ratio r1. mcm_ratio: cross-view (MCM) ratio r2.
-        compat_released_decoder: reproduce the released view-2 MSM bug (REFERENCE §3.5 item 6).
+        compat_released_decoder: reproduce the released view-2 MSM bug
+            (docs/released_code.md#the-released-view-2-bug).
         target: "features" (frozen STM features, released) or "ema" (EMA teacher latents).
     """
 

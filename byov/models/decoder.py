@@ -1,4 +1,5 @@
-"""The BYOV decoder (`byov_decoder`, REFERENCE §3.5): shared blocks for the causal self-view (MSM)
+"""The BYOV decoder (released `byov_decoder` in BYOV models/embedder.py;
+docs/released_code.md#decoder): shared blocks for the causal self-view (MSM)
 pass and the bidirectional cross-view (MCM) pass. Discarded after training."""
 from __future__ import annotations
 

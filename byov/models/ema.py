@@ -1,4 +1,5 @@
-"""EMA (bootstrap) teacher for `--target ema` (REFERENCE §4.4, DEC 1).
+"""EMA (bootstrap) teacher for `--target ema` (docs/design.md#prediction-target-and-ema-teacher;
+the released code has no teacher).
 
 Usage, right after each optimizer step k:
     ema_update(model.encoder, model.target_encoder, schedule[k])

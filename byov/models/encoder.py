@@ -1,4 +1,5 @@
-"""The trainable BYOV encoder (`byov_encoder`, REFERENCE §3.3)."""
+"""The trainable BYOV encoder (released `byov_encoder` in BYOV models/embedder.py;
+docs/released_code.md#encoder)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
-"""Frozen per-frame backbones that turn images into patch-token grids (REFERENCE §3.1, DEC 11/19).
+"""Frozen per-frame backbones that turn images into patch-token grids
+(docs/design.md#backbones-and-offline-weights; the released CLIP path: docs/released_code.md#stm).
 
 Every backbone is a `FrameEncoder`: images (n, 3, S, S), already normalised with the backbone's
 `mean` / `std` (attributes; applied to RGB / 255), -> tokens (n, N, d).
@@ -10,7 +11,9 @@ Every backbone is a `FrameEncoder`: images (n, 3, S, S), already normalised with
 | vit_b_16            | torchvision encoder patch tokens BEFORE its final LayerNorm     | 196      | 768  |
 | efficientnet_lite0  | timm forward_features map (after conv_head + BN + ReLU6)        | 49       | 1280 |
 
-vit_b_16 takes tokens before the final LN so it matches the CLIP path (REFERENCE §8.1 #6).
+vit_b_16 takes tokens before the final LN so it matches the CLIP path, whose released tokens are
+`last_hidden_state` before `post_layernorm` (the released code has no torchvision ViT, so this is
+this project's choice).
 
 Frozen (`freeze=True`, the default): parameters get requires_grad=False, the forward runs under
 no_grad, and the module stays in eval mode even when a parent calls `.train()` (so BatchNorm

@@ -1,4 +1,5 @@
-"""Frame-level MAE masking (REFERENCE §3.4, DEC 3).
+"""Frame-level MAE masking (released `byov_encoder.random_masking`; docs/released_code.md#masking,
+docs/design.md#masking-arithmetic-and-injected-noise).
 
 Masks are made from noise that the caller supplies, so tests and parity checks can inject it.
 `draw_noise` reproduces the released RNG consumption order.

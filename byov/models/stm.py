@@ -1,4 +1,5 @@
-"""Selective token merging (STM, REFERENCE §3.2). No parameters.
+"""Selective token merging (STM; released BYOV models/embedder.py, `Embedder.token_selection`;
+docs/released_code.md#stm). No parameters.
 
 Per frame t, the score of patch n is s_t[n] = mean_d |x_t[n] - x_{t+1}[n]|; the last frame reuses
 the previous frame's score. The K highest-scoring patch tokens are averaged into one vector.
@@ -11,7 +12,7 @@ import torch
 
 
 def num_selected_tokens(num_patches: int, topk_ratio: float, num_tokens: int = 0) -> int:
-    """K = round((num_tokens or num_patches) * topk_ratio)  [DEC 5].
+    """K = round((num_tokens or num_patches) * topk_ratio) (docs/design.md#token-merging-k).
 
     `num_tokens` is the released legacy override (the released code always used 196).
     """

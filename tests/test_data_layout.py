@@ -111,8 +111,8 @@ def test_error_missing_split_csv(copy_root):
         list_videos(copy_root, "synthetic", "val")
 
 
-@pytest.mark.parametrize("line, expect", [("", "line 2 is blank"),
-                                          ("exo_train_999.mp4", "exo_train_999.mp4 does not exist"),
+@pytest.mark.parametrize("line, expect", [("exo_train_999.mp4", "exo_train_999.mp4 does not exist"),
+                                          ("sub/exo_train_000.mp4", "not a bare file name"),
                                           ("name", "not a bare file name ending in .mp4")])
 def test_error_bad_csv_line(copy_root, line, expect):
     csv = os.path.join(copy_root, "synthetic", "exo", "train.csv")

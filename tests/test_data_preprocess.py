@@ -34,15 +34,39 @@ def test_rgb_order_and_scaling(backbone, red, blue):
     torch.testing.assert_close(x[:, 2], torch.full_like(x[:, 2], blue))
 
 
-def test_clip_matches_released_arithmetic():
+def released_get_frames(frames_bgr, mean, std, input_size):
+    """The released per-frame arithmetic, restated line by line (BYOV
+    dataset/video_align_dataset.py, VideoAlignmentDataset.get_frames_h5py, then the
+    `np.array(frames).astype(np.float32)` of its callers)."""
+    image_mean, image_std = np.array(mean), np.array(std)
+    out = []
+    for frame_ in frames_bgr:
+        frame = cv2.resize(frame_, (input_size, input_size), interpolation=cv2.INTER_CUBIC)
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        frame = frame.astype(np.float32) / 255.0
+        frame = (frame - image_mean) / image_std
+        out.append(frame)
+    return np.array(out).astype(np.float32)
+
+
+@pytest.mark.parametrize("backbone, mean, std", [("clip", CLIP_MEAN, CLIP_STD),
+                                                 ("resnet50", IMAGENET_MEAN, IMAGENET_STD),
+                                                 ("vit_b_16", IMAGENET_MEAN, IMAGENET_STD)])
+def test_matches_released_arithmetic_bit_for_bit(backbone, mean, std):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
-    ref = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_CUBIC) for f in frames])
-    ref = ref[..., ::-1] / 255.0
-    ref = ((ref - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).astype(np.float32)
-    out = preprocess_frames(frames, "clip", 224).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_array_equal(out, ref)  # float64 math, then float32: bit-exact
-    assert preprocess_frames(frames[:0], "clip", 224).shape == (0, 3, 224, 224)
+    ref = released_get_frames(frames, mean, std, 224)
+    out = preprocess_frames(frames, backbone, 224).numpy().transpose(0, 2, 3, 1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, ref)  # bit-exact, not merely close
+    # the check has teeth: dividing in float64 (the earlier code) moves many values by 1 ulp
+    resized = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_CUBIC)
+                        for f in frames])[..., ::-1]
+    f64 = ((resized / 255.0 - np.array(mean)) / np.array(std)).astype(np.float32)
+    differ = np.count_nonzero(f64 != ref)
+    assert differ > ref.size // 4
+    assert np.max(np.abs(f64 - ref)) < 1e-6  # in the last bits only
+    assert preprocess_frames(frames[:0], backbone, 224).shape == (0, 3, 224, 224)
 
 
 def test_bad_input():

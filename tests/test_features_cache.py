@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from byov.data.datasets import FrameSource
+from byov.data.fingerprint import file_fingerprint
 from byov.data.layout import list_videos
 from byov.features import cache as cache_mod
 from byov.features import (FeatureCacheError, StreamMerge, entry_paths, extract_from_config,
                            feature_source, merged_features)
 from byov.models.frame_encoders import build_frame_encoder
 from byov.models.stm import merge_video_tokens
+from data_helpers import write_mp4
 
 
 def save_tiny_clip(path, seed=0):
@@ -85,7 +87,8 @@ def test_extracted_tokens_and_merged_features_equal_the_backbone(fp32_cache):
         np.testing.assert_allclose(merged, merge_video_tokens([want], k).numpy(), atol=1e-5)
         with open(entry_paths(cfg["feature_cache_dir"], "tokens", v)[1]) as f:
             marker = json.load(f)
-        assert marker["num_frames"] == v.num_frames and marker["size"] == os.path.getsize(v.path)
+        assert marker["num_frames"] == v.num_frames
+        assert marker["fingerprint"] == file_fingerprint(v.path)  # content, not mtime
     leftovers = [f for _, _, fs in os.walk(cfg["feature_cache_dir"]) for f in fs if ".tmp." in f]
     assert leftovers == []
 
@@ -228,11 +231,72 @@ def test_changed_backbone_and_changed_video_are_errors(env, synthetic_root, tmp_
     save_tiny_clip(clip, seed=0)
     st = os.stat(video.path)
     os.utime(video.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    feature_source(cfg).load(video, np.array([0, 1]))  # a new mtime alone changes nothing
+    before = np.load(entry_paths(cfg["feature_cache_dir"], "tokens", video)[0])
+    write_mp4(video.path, video.num_frames, seed=5, size=48)  # re-encoded, same frame count
     with pytest.raises(FeatureCacheError, match=r"changed since its tokens features were "
-                                                r"extracted \(mtime_ns"):
+                                                r"extracted \(fingerprint"):
         feature_source(cfg).load(video, np.array([0, 1]))
+    stats = extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+    assert (stats["videos"], stats["skipped"]) == (1, 1)  # the stale entry is recomputed
+    after = feature_source(cfg).load(video, np.arange(video.num_frames)).numpy()
+    assert not np.allclose(after, before)
+
+
+def test_cp_r_of_dataset_and_feature_cache_stays_valid(env, synthetic_root, tmp_path):
+    """Default cache folder (<dataset_root>/byov_cache/...), copied with the data: still valid;
+    a video changed in the copy is detected, and ensure_feature_cache recomputes only it."""
+    from byov.features import ensure_feature_cache, missing_entries, verify_cache
+
+    one = tmp_path / "one"
+    shutil.copytree(synthetic_root, one / "synthetic")
+    cfg = make_config(str(one), env["clip"], "", "", str(tmp_path / "run"), features="tokens")
+    videos = list_videos(str(one), "synthetic", "val")
+    built = ensure_feature_cache(cfg, videos, progress=False)  # nothing there: built now
+    assert (built["videos"], built["skipped"]) == (2, 0)
+    assert os.path.isdir(one / "byov_cache" / "synthetic" / "clip_64" / "tokens")
+    two = tmp_path / "elsewhere" / "two"
+    shutil.copytree(one, two, copy_function=shutil.copyfile)  # cp -r: new paths and mtimes
+    cfg2 = make_config(str(two), env["clip"], "", "", str(tmp_path / "run"), features="tokens")
+    moved = list_videos(str(two), "synthetic", "val")
+    verify_cache(cfg2, moved)
+    assert missing_entries(cfg2, moved) == []
+    assert ensure_feature_cache(cfg2, moved, progress=False)["videos"] == 0
+    src = feature_source(cfg2)
+    for v, w in zip(videos, moved):
+        assert torch.equal(src.load(w, np.arange(w.num_frames)),
+                           feature_source(cfg).load(v, np.arange(v.num_frames)))
+    write_mp4(moved[1].path, moved[1].num_frames, seed=11, size=48)
     with pytest.raises(FeatureCacheError, match="changed since"):
-        extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+        verify_cache(cfg2, moved)
+    assert missing_entries(cfg2, moved) == [moved[1]]
+    stats = ensure_feature_cache(cfg2, moved, progress=False)
+    assert (stats["videos"], stats["skipped"]) == (1, 1)
+    verify_cache(cfg2, moved)
+
+
+def test_ensure_feature_cache_builds_missing_entries_and_refuses_a_foreign_cache(fp32_cache,
+                                                                                 tmp_path):
+    from byov.features import ensure_feature_cache
+
+    cfg, _ = fp32_cache
+    cfg = cfg | {"features": "merged", "feature_cache_dir": str(tmp_path / "c")}
+    videos = list_videos(cfg["dataset_root"], "synthetic", "val")
+    shutil.copytree(os.path.join(fp32_cache[0]["feature_cache_dir"], "merged"),
+                    tmp_path / "c" / "merged")
+    npy, marker = entry_paths(cfg["feature_cache_dir"], "merged", videos[0])
+    want = np.load(npy)
+    os.remove(npy)
+    os.remove(marker)
+    stats = ensure_feature_cache(cfg, videos, progress=False)
+    assert (stats["videos"], stats["skipped"]) == (1, 1)
+    np.testing.assert_allclose(np.load(npy), want, atol=1e-6)
+    # a cache made with other settings (here fp32 where the run asks fp16): refused, untouched
+    manifest = os.path.join(cfg["feature_cache_dir"], "merged", "manifest.json")
+    before = open(manifest, "rb").read()
+    with pytest.raises(FeatureCacheError, match=r"dtype differs"):
+        ensure_feature_cache(cfg | {"feature_dtype": "fp16"}, videos, progress=False)
+    assert open(manifest, "rb").read() == before
 
 
 def test_cli_extracts_requested_kind(env, tmp_path, capsys):

@@ -8,10 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
-from byov.data.frame_cache import (ensure_frame_cache, frame_cache_path, is_valid_cache,
-                                   read_frames)
+from byov.data.fingerprint import file_fingerprint
+from byov.data.frame_cache import (FINGERPRINT_ATTR, ensure_frame_cache, frame_cache_path,
+                                   is_valid_cache, read_frames)
 from byov.data.layout import DataError, list_videos
 from byov.data.video import decode_frames, frame_count
+from data_helpers import write_mp4
 
 
 @pytest.fixture
@@ -98,6 +100,94 @@ def test_released_cache_with_extra_frames_is_valid(video, tmp_path):
     assert is_valid_cache(path, video.num_frames)
     ensure_frame_cache(video, path)  # reused as is
     assert read_frames(path, np.array([0]))[0, 0, 0, 0] == 7
+
+
+def test_our_cache_records_the_video_fingerprint(video, tmp_path):
+    path = ensure_frame_cache(video, frame_cache_path(video, str(tmp_path), "synthetic"))
+    with h5py.File(path, "r") as f:
+        assert f.attrs[FINGERPRINT_ATTR] == file_fingerprint(video.path)
+        assert list(f.keys()) == ["images"]  # still the released format for released readers
+
+
+def test_reencoded_video_with_same_frame_count_gets_its_cache_rebuilt(video, tmp_path):
+    path = ensure_frame_cache(video, frame_cache_path(video, str(tmp_path), "synthetic"))
+    old = read_frames(path, np.arange(video.num_frames))
+    write_mp4(video.path, video.num_frames, seed=7, size=48)  # new content, same frame count
+    assert frame_count(video.path) == video.num_frames
+    assert not is_valid_cache(path, video.num_frames, file_fingerprint(video.path))
+    ensure_frame_cache(video, path)
+    new = read_frames(path, np.arange(video.num_frames))
+    np.testing.assert_array_equal(new, decode_frames(video.path))
+    assert not np.array_equal(new, old)
+    assert [f for f in os.listdir(os.path.dirname(path)) if ".tmp." in f] == []
+
+
+def test_cp_r_of_dataset_with_caches_reuses_them(video, tmp_path):
+    ensure_frame_cache(video, frame_cache_path(video, str(tmp_path), "synthetic"))
+    copy_root = tmp_path / "copy"
+    shutil.copytree(tmp_path / "synthetic", copy_root / "synthetic",
+                    copy_function=shutil.copyfile)  # cp -r: new paths, new mtimes
+    moved = list_videos(str(copy_root), "synthetic", "val")[1]
+    path = frame_cache_path(moved, str(copy_root), "synthetic")
+    before = os.stat(path).st_mtime_ns
+    assert is_valid_cache(path, moved.num_frames, file_fingerprint(moved.path))
+    ensure_frame_cache(moved, path)
+    assert os.stat(path).st_mtime_ns == before  # reused, not rebuilt
+
+
+def _foreign_chunked_cache(path, frames, written):
+    """A cache as another extractor writes it: chunked per frame, only `written` frames stored
+    (the process was stopped part-way); no fingerprint attribute."""
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("images", shape=frames.shape, dtype=np.uint8,
+                              chunks=(1, 256, 256, 3))
+        ds[:written] = frames[:written]
+
+
+def test_partly_written_chunked_cache_is_rejected_and_rebuilt(video, tmp_path):
+    path = frame_cache_path(video, str(tmp_path), "synthetic")
+    frames = decode_frames(video.path)
+    L = video.num_frames
+    _foreign_chunked_cache(path, frames, L - 3)
+    with h5py.File(path, "r") as f:  # what a reader would get: zeros for the unwritten frames
+        assert f["images"].shape[0] == L and not f["images"][L - 1].any()
+    assert not is_valid_cache(path, L)
+    ensure_frame_cache(video, path)
+    assert is_valid_cache(path, L)
+    np.testing.assert_array_equal(read_frames(path, np.arange(L)), frames)
+
+
+def test_complete_foreign_chunked_cache_is_reused(video, tmp_path):
+    path = frame_cache_path(video, str(tmp_path), "synthetic")
+    frames = decode_frames(video.path)
+    L = video.num_frames
+    extra = np.concatenate([frames, frames[:2]])  # two surplus frames, never written
+    _foreign_chunked_cache(path, extra, L)
+    assert is_valid_cache(path, L)  # frames 0..L-1 are all stored
+    before = os.stat(path).st_mtime_ns
+    ensure_frame_cache(video, path)
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_released_cache_without_fingerprint_is_reused_when_valid(video, tmp_path):
+    """The documented rule: a cache without our attribute cannot be tied to a video version."""
+    path = frame_cache_path(video, str(tmp_path), "synthetic")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=decode_frames(video.path))
+    before = os.stat(path).st_mtime_ns
+    assert is_valid_cache(path, video.num_frames, file_fingerprint(video.path))
+    ensure_frame_cache(video, path)
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_contiguous_cache_cut_short_is_rejected(video, tmp_path):
+    path = frame_cache_path(video, str(tmp_path), "synthetic")
+    ensure_frame_cache(video, path)
+    with h5py.File(path, "r") as f:
+        end = f["images"].id.get_offset() + f["images"].size
+    with open(path, "r+b") as f:
+        f.truncate(end - 1)  # the last byte of the last frame never reached the disk
+    assert not is_valid_cache(path, video.num_frames)
 
 
 def test_error_unwritable_cache_location(video, tmp_path):

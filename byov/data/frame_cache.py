@@ -1,21 +1,38 @@
-"""The h5 frame cache in the released format, written atomically and validated [DEC 10, 24].
+"""The h5 frame cache in the released format, written atomically, validated, kept current.
 
 One file per video with one dataset `images`: uint8, shape (n, 256, 256, 3), BGR, contiguous,
-uncompressed. Caches written by the released AE2/BYOV code are therefore reused as they are.
+uncompressed, as the released AE2/BYOV code writes it, so released caches are reused as they are.
+Caches written here also carry the root attribute `byov_source_fingerprint`: the
+`file_fingerprint` of the video they were decoded from (released readers ignore attributes).
+
+When a cache is used (`is_valid_cache`):
+- it must open and hold `images` of uint8 (n, 256, 256, 3) with n >= L, the video's frame count;
+- the stored bytes must exist: a contiguous dataset must have all its storage allocated and inside
+  the file (a file cut short by a killed writer fails), a chunked one (a foreign extractor's) must
+  have every chunk that covers frames 0..L-1 allocated, because unwritten chunks read back as
+  zeros;
+- when it carries `byov_source_fingerprint`, that must equal the video's current fingerprint, so a
+  re-encoded or replaced video (even with the same frame count) gets its cache rebuilt;
+- a cache without the attribute (released, or another tool's) cannot be tied to a video version
+  and is reused when the checks above pass: delete it after changing its video.
+Anything else is rebuilt atomically (temp file, then rename).
 """
 from __future__ import annotations
 
+import math
 import os
 import uuid
 
 import h5py
 import numpy as np
 
+from byov.data.fingerprint import file_fingerprint
 from byov.data.layout import DataError, Video, dataset_path
 from byov.data.video import decode_frames
 
 CACHE_SIZE = 256
 DATASET_KEY = "images"
+FINGERPRINT_ATTR = "byov_source_fingerprint"
 
 
 def frame_cache_path(video: Video, dataset_root: str, dataset: str,
@@ -36,15 +53,49 @@ def frame_cache_path(video: Video, dataset_root: str, dataset: str,
     return os.path.join(os.path.abspath(frame_cache_dir), dataset, os.path.splitext(rel)[0] + ".h5")
 
 
-def is_valid_cache(path: str, num_frames: int) -> bool:
-    """True iff `path` opens as h5 with `images` uint8 (n, 256, 256, 3), n >= num_frames [DEC 24].
+def _chunks_cover(ds: h5py.Dataset, num_frames: int) -> bool:
+    """True when every chunk of the chunked dataset `ds` that holds one of frames 0..L-1 is
+    allocated in the file (unallocated chunks read back as the fill value, zeros)."""
+    grid = [math.ceil(s / c) for s, c in zip(ds.shape, ds.chunks)]
+    rows = math.ceil(num_frames / ds.chunks[0])
+    needed = rows * math.prod(grid[1:])
+    allocated = ds.id.get_num_chunks()
+    if allocated == math.prod(grid):
+        return True
+    if allocated < needed:
+        return False
+    present: set[tuple] = set()
+    if hasattr(ds.id, "chunk_iter"):  # one pass over the chunk index (HDF5 >= 1.12.3)
+        ds.id.chunk_iter(lambda info: present.add(tuple(info.chunk_offset)))
+    else:
+        for i in range(allocated):
+            present.add(tuple(ds.id.get_chunk_info(i).chunk_offset))
+    for index in np.ndindex(rows, *grid[1:]):
+        if tuple(int(k) * c for k, c in zip(index, ds.chunks)) not in present:
+            return False
+    return True
 
-    A contiguous dataset must also have all its bytes stored, which catches a file whose data was
-    never (fully) written.
+
+def _storage_complete(ds: h5py.Dataset, num_frames: int, file_size: int) -> bool:
+    if ds.chunks is not None:
+        return _chunks_cover(ds, num_frames)
+    offset = ds.id.get_offset()  # None: never written, or stored outside this file
+    return (offset is not None and ds.id.get_storage_size() >= ds.size
+            and offset + ds.size <= file_size)
+
+
+def is_valid_cache(path: str, num_frames: int, source_fingerprint: str | None = None) -> bool:
+    """True iff the h5 at `path` can serve the L = `num_frames` frames of its video.
+
+    Checks (module docstring): `images` uint8 (n, 256, 256, 3) with n >= L, its storage fully
+    allocated for frames 0..L-1 and inside the file, and, when both `source_fingerprint` (the
+    video's `file_fingerprint`) and the file's `byov_source_fingerprint` attribute are present,
+    that they are equal. Never raises for a bad file: it returns False.
     """
     if not os.path.isfile(path):
         return False
     try:
+        file_size = os.path.getsize(path)
         with h5py.File(path, "r") as f:
             ds = f.get(DATASET_KEY)
             if not isinstance(ds, h5py.Dataset):
@@ -55,21 +106,33 @@ def is_valid_cache(path: str, num_frames: int) -> bool:
                 return False
             if ds.shape[0] < num_frames:
                 return False
-            if ds.chunks is None and ds.id.get_storage_size() < ds.size:
+            if not _storage_complete(ds, num_frames, file_size):
                 return False
-    except (OSError, KeyError, ValueError, RuntimeError):
+            stamp = f.attrs.get(FINGERPRINT_ATTR)
+            if source_fingerprint is not None and stamp is not None:
+                if isinstance(stamp, bytes):
+                    stamp = stamp.decode("utf-8", "replace")
+                if str(stamp) != source_fingerprint:
+                    return False
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError):
         return False  # unreadable or truncated h5: not a cache we can use
     return True
 
 
 def ensure_frame_cache(video: Video, cache_path: str) -> str:
-    """Return `cache_path`, decoding `video` into it first unless a valid cache is there.
+    """Return `cache_path`, decoding `video` into it first unless a valid, current cache is there.
 
-    An invalid file at `cache_path` is replaced atomically (temp file in the same folder, then
-    os.replace), so an interrupted run never leaves a half-written cache behind. The video is only
-    read.
+    "Valid" is `is_valid_cache` with the video's current `file_fingerprint`. Anything else
+    (missing, truncated, partly written, or decoded from an older version of the video) is
+    replaced atomically: decoded into a temp file in the same folder, stamped with the video's
+    fingerprint, then renamed, so an interrupted run never leaves a half-written cache behind.
+    The video is only read.
+
+    Raises:
+        DataError: the folder is not writable, or the video decodes to fewer than L frames.
     """
-    if is_valid_cache(cache_path, video.num_frames):
+    fingerprint = file_fingerprint(video.path)
+    if is_valid_cache(cache_path, video.num_frames, fingerprint):
         return cache_path
     cache_dir = os.path.dirname(os.path.abspath(cache_path))
     hint = ("make it writable or pass --frame_cache_dir DIR to keep the frame caches in a "
@@ -89,9 +152,13 @@ def ensure_frame_cache(video: Video, cache_path: str) -> str:
             raise DataError(f"video {video.path} decodes to {len(frames)} frames but its "
                             f"container reports {video.num_frames} (CAP_PROP_FRAME_COUNT); "
                             f"re-encode the video (e.g. with ffmpeg) so the two agree")
+        if file_fingerprint(video.path) != fingerprint:
+            raise DataError(f"video {video.path} changed while its frame cache was being "
+                            f"written; rerun once nothing writes to it")
         try:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset(DATASET_KEY, data=frames)  # contiguous, uncompressed, as released
+                f.attrs[FINGERPRINT_ATTR] = fingerprint
             os.replace(tmp, cache_path)
         except OSError as e:
             raise DataError(f"cannot write the frame cache {cache_path} ({e}); {hint}") from e

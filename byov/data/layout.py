@@ -3,14 +3,19 @@
 Two released layouts under `data_path = <dataset_root>/<dataset>`:
 
 - csv (`break_eggs`, `tennis_forehand`): `{ego,exo}/{train,val,test}.csv` list bare `.mp4` names
-  that sit in the same view folder;
+  that sit in the same view folder (csv files as Windows tools write them are read too: see
+  `read_split_csv`);
 - folders (`pour_milk`, `pour_liquid`): `{train,val,test}/{ego,exo}/*.mp4`.
+
+The `.mp4` extension matches in any letter case (`.MP4` from cameras); `validate.py` checks the
+whole dataset before a run.
 
 The `synthetic` key reads whichever of the two it finds on disk [DEC 16]. A video's view is the
 name of its parent folder, never a substring of its path [DEC 6].
 """
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 from dataclasses import dataclass
@@ -41,7 +46,8 @@ class Video:
 
     Attributes:
         path: absolute path of the mp4.
-        name: basename without `.mp4`; the key of `label.pickle`.
+        name: basename without its `.mp4` extension (any letter case); the key of
+            `label.pickle`. An ego and an exo video may share a name (and so one label entry).
         view: "ego" or "exo", the name of the parent folder [DEC 6].
         split: "train", "val" or "test".
         num_frames: L = int(CAP_PROP_FRAME_COUNT), container metadata as released (§2.6).
@@ -138,27 +144,106 @@ def frame_count(path: str) -> int:
     return count
 
 
-def _csv_paths(data_path: str, view: str, split: str) -> list[str]:
-    view_dir = os.path.join(data_path, view)
-    csv_path = os.path.join(view_dir, f"{split}.csv")
+VIDEO_EXT = ".mp4"  # matched case-insensitively: cameras and Windows tools write .MP4
+# Byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8 with BOM"),
+         (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+# stripped from both ends of a csv line on top of whitespace: a BOM left mid-file by
+# concatenating files, and zero-width spaces pasted with names
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+
+
+def is_video_file(name: str) -> bool:
+    """True for a file name ending in .mp4 in any letter case (x.mp4, x.MP4, x.Mp4)."""
+    return name.lower().endswith(VIDEO_EXT)
+
+
+def video_name(path: str) -> str:
+    """The label.pickle key of a video: its basename without the .mp4 extension (any case)."""
+    base = os.path.basename(path)
+    return base[: -len(VIDEO_EXT)] if is_video_file(base) else base
+
+
+def read_split_csv(csv_path: str) -> list[tuple[int, str]]:
+    """(line number, video file name) of each non-blank line of a split csv, in file order.
+
+    Reads what Windows tools write as well as plain files: UTF-8 with or without a byte-order
+    mark, UTF-16/UTF-32 with one, LF, CRLF or CR line ends. Each line is stripped of whitespace
+    and invisible characters (as released, which strips each line); blank lines are skipped.
+
+    Raises:
+        DataError: the file is missing or unreadable, or its bytes do not decode in the encoding
+            its byte-order mark names (UTF-8 when it has none); the message names the file, the
+            encoding tried and the fix.
+    """
     if not os.path.isfile(csv_path):
         raise DataError(f"split file {csv_path} is missing; the csv layout needs "
                         f"{{ego,exo}}/{{train,val,test}}.csv, each listing one bare *.mp4 name "
                         f"per line")
-    with open(csv_path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    try:
+        with open(csv_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"split file {csv_path} cannot be read ({e.strerror or e}); check its "
+                        f"permissions") from e
+    codec, label = "utf-8", "UTF-8 (the file has no byte-order mark)"
+    for bom, bom_codec, bom_label in _BOMS:
+        if data.startswith(bom):
+            codec, label = bom_codec, f"{bom_label} (from its byte-order mark)"
+            break
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        raise DataError(f"split file {csv_path} cannot be decoded as {label}: byte "
+                        f"{e.start} ({data[e.start:e.start + 4]!r}) is invalid there. Save it "
+                        f"as UTF-8 text with one bare name.mp4 per line") from None
+    if "\x00" in text:
+        raise DataError(f"split file {csv_path} decoded as {label} contains NUL characters: it "
+                        f"is probably UTF-16 or UTF-32 saved without a byte-order mark. Save it "
+                        f"as UTF-8 text with one bare name.mp4 per line")
+    entries = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        name = line.strip().strip(_INVISIBLE).strip()
+        if name:
+            entries.append((lineno, name))
+    return entries
+
+
+def _find_in_folder(folder: str, name: str, listing: dict) -> str | None:
+    """Path of `name` in `folder`, matching the letter case of the file name only when the exact
+    name is absent (x.mp4 listed, x.MP4 on disk); None when absent. `listing` memoises the
+    folder's lower-cased names."""
+    exact = os.path.join(folder, name)
+    if os.path.isfile(exact):
+        return exact
+    if folder not in listing:
+        found: dict[str, list[str]] = {}
+        for f in sorted(os.listdir(folder)):
+            if os.path.isfile(os.path.join(folder, f)):
+                found.setdefault(f.lower(), []).append(f)
+        listing[folder] = found
+    matches = listing[folder].get(name.lower(), [])
+    if len(matches) > 1:
+        raise DataError(f"{name} is listed, and {folder} holds {', '.join(matches)}, which differ "
+                        f"only in letter case; keep one of them")
+    return os.path.join(folder, matches[0]) if matches else None
+
+
+def _csv_paths(data_path: str, view: str, split: str) -> list[str]:
+    view_dir = os.path.join(data_path, view)
+    csv_path = os.path.join(view_dir, f"{split}.csv")
+    listing: dict = {}
     paths = []
-    for lineno, line in enumerate(lines, start=1):
-        name = line.strip()
+    for lineno, name in read_split_csv(csv_path):
         where = f"{csv_path}, line {lineno}"
-        if not name:
-            raise DataError(f"{where} is blank; remove it (every line must name one video)")
-        if os.path.basename(name) != name or not name.endswith(".mp4"):
+        if os.path.basename(name) != name or "\\" in name or not is_video_file(name):
             raise DataError(f"{where}: {name!r} is not a bare file name ending in .mp4 (no "
                             f"folders, no header row); fix the line")
-        path = os.path.join(view_dir, name)
-        if not os.path.isfile(path):
-            raise DataError(f"{where}: video {path} does not exist; fix the csv or add the video")
+        path = _find_in_folder(view_dir, name, listing)
+        if path is None:
+            raise DataError(f"{where}: video {os.path.join(view_dir, name)} does not exist; fix "
+                            f"the csv or add the video")
         paths.append(path)
     if not paths:
         raise DataError(f"split file {csv_path} lists no videos")
@@ -171,9 +256,15 @@ def _folder_paths(data_path: str, view: str, split: str) -> list[str]:
         raise DataError(f"folder {view_dir} is missing; the folder layout needs "
                         f"{{train,val,test}}/{{ego,exo}}/*.mp4")
     paths = [os.path.join(view_dir, f) for f in sorted(os.listdir(view_dir))
-             if f.endswith(".mp4") and os.path.isfile(os.path.join(view_dir, f))]
+             if is_video_file(f) and os.path.isfile(os.path.join(view_dir, f))]
     if not paths:
         raise DataError(f"folder {view_dir} holds no *.mp4 videos")
+    stems: dict[str, str] = {}
+    for path in paths:
+        other = stems.setdefault(video_name(path).lower(), path)
+        if other != path:
+            raise DataError(f"{other} and {path} name the same video (file names that differ "
+                            f"only in letter case share one label.pickle key); keep one of them")
     return paths
 
 
@@ -192,7 +283,7 @@ def list_videos(dataset_root: str, dataset: str, split: str) -> list[Video]:
         paths.update(os.path.abspath(p) for p in found)
     videos = []
     for path in sorted(paths):
-        videos.append(Video(path=path, name=os.path.basename(path)[: -len(".mp4")],
+        videos.append(Video(path=path, name=video_name(path),
                             view=os.path.basename(os.path.dirname(path)), split=split,
                             num_frames=frame_count(path)))
     return videos
@@ -216,14 +307,36 @@ def load_labels(dataset_root: str, dataset: str) -> dict[str, np.ndarray]:
                         f"video name -> per-frame phase ids")
     labels = {}
     for name, value in raw.items():
-        arr = np.asarray(value)
-        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer)
-                                 or (np.issubdtype(arr.dtype, np.floating)
-                                     and np.all(arr == np.round(arr)))):
-            raise DataError(f"label file {path}: entry {name!r} is not a 1-D list of integer "
-                            f"phase ids (got dtype {arr.dtype}, shape {arr.shape})")
-        labels[str(name)] = arr.astype(np.int64)
+        labels[str(name)] = _label_array(path, name, value)
     return labels
+
+
+def _label_array(path: str, name, value) -> np.ndarray:
+    """One label.pickle value -> (L,) int64, or DataError naming the entry and what is wrong."""
+    where = f"label file {path}: entry {name!r}"
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged nesting and the like
+        raise DataError(f"{where} is not a 1-D sequence of integer phase ids ({e}); replace "
+                        f"label.pickle with the dataset's original") from e
+    if arr.ndim != 1:
+        raise DataError(f"{where} is not a 1-D sequence of integer phase ids (got shape "
+                        f"{arr.shape}, dtype {arr.dtype}); each value must list one phase id "
+                        f"per frame")
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if not bad.any():  # 0.0, 1.0, ...: the integer ids, stored as floats
+            return arr.astype(np.int64)
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where} is not a 1-D list of integer phase ids: frame {i} has "
+                        f"{arr[i].item()!r} (dtype {arr.dtype}); phase ids must be whole numbers "
+                        f"0..K-1 (-1 for background)")
+    first = arr[0].item() if arr.size else None
+    raise DataError(f"{where} is not a 1-D list of integer phase ids (got dtype {arr.dtype}, "
+                    f"e.g. {first!r}); phase ids must be whole numbers 0..K-1 (-1 for "
+                    f"background)")
 
 
 def check_labels(videos: Iterable[Video], labels: dict[str, np.ndarray]) -> None:
@@ -234,5 +347,10 @@ def check_labels(videos: Iterable[Video], labels: dict[str, np.ndarray]) -> None
                             f"add its labels or remove it from the split")
         n = len(labels[video.name])
         if n != video.num_frames:
-            raise DataError(f"video {video.path}: label.pickle has {n} labels but the video has "
-                            f"{video.num_frames} frames (CAP_PROP_FRAME_COUNT); they must match")
+            diff = n - video.num_frames
+            how = (f"{abs(diff)} label{'s' if abs(diff) > 1 else ''} "
+                   f"{'too many' if diff > 0 else 'too few'}")
+            raise DataError(f"video {video.path}: label.pickle entry {video.name!r} has {n} "
+                            f"labels but the video has {video.num_frames} frames "
+                            f"(CAP_PROP_FRAME_COUNT), {how}; there must be exactly one label "
+                            f"per frame. Fix the entry (or the video, if it was re-encoded)")

@@ -1,7 +1,10 @@
 """Cached 256x256 BGR frames -> backbone input tensors (REFERENCE §2.9).
 
-Every backbone squashes 256 -> input_size with cv2.INTER_CUBIC (the released BYOV path), converts
-to RGB after the resize and scales in float64 before casting to float32, as released for CLIP.
+Every backbone squashes 256 -> input_size with cv2.INTER_CUBIC (the released BYOV path) and
+converts to RGB after the resize. Mean/std backbones then follow the released order of operations
+exactly (BYOV dataset/video_align_dataset.py, get_frames_h5py): `frame.astype(np.float32) / 255.0`
+(a float32 division), then `(frame - mean) / std` with float64 mean/std arrays (so float64 math),
+then a cast to float32. Dividing in float64 instead moves ~58% of the values by one float32 ulp.
 No crop, no augmentation.
 """
 from __future__ import annotations
@@ -33,8 +36,9 @@ def check_backbone(backbone: str) -> None:
 def preprocess_frames(frames_bgr: np.ndarray, backbone: str, input_size: int) -> torch.Tensor:
     """(n, H, W, 3) uint8 BGR (the cache gives H = W = 256) -> (n, 3, S, S) float32, S = input_size.
 
-    clip: RGB/255 then CLIP mean/std; resnet50, vit_b_16: RGB/255 then ImageNet mean/std;
-    efficientnet_lite0: RGB/127.5 - 1.
+    clip: RGB/255 then CLIP mean/std; resnet50, vit_b_16: RGB/255 then ImageNet mean/std, both
+    bit-identical to the released arithmetic (module docstring); efficientnet_lite0: RGB/127.5 - 1
+    (float64, then float32).
     """
     check_backbone(backbone)
     if not isinstance(frames_bgr, np.ndarray) or frames_bgr.dtype != np.uint8 \
@@ -55,6 +59,23 @@ def preprocess_frames(frames_bgr: np.ndarray, backbone: str, input_size: int) ->
         x = rgb / 127.5 - 1.0
     else:
         mean, std = norm
-        x = (rgb / 255.0 - np.asarray(mean)) / np.asarray(std)  # float64, as released
+        # released: uint8 -> float32, / 255.0 in float32, then float64 (x - mean) / std
+        x = rgb.astype(np.float32) / np.float32(255.0)
+        x = (x - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
     x = x.astype(np.float32).transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def describe(backbone: str, input_size: int) -> str:
+    """The frame -> input pipeline of `preprocess_frames`, spelled out (feature-cache manifests
+    record it, so a cache made with other arithmetic is refused)."""
+    check_backbone(backbone)
+    s = int(input_size)
+    head = f"h5 frame cache 256x256 BGR uint8 (INTER_AREA) -> cv2.INTER_CUBIC {s}x{s} -> RGB -> "
+    norm = _NORM[backbone]
+    if norm is None:
+        return head + "x/127.5 - 1 in float64 -> float32"
+    mean = ", ".join(f"{m:g}" for m in norm[0])
+    std = ", ".join(f"{m:g}" for m in norm[1])
+    return (head + f"float32 x/255 (float32 division) -> (x - mean)/std in float64 -> float32; "
+            f"mean ({mean}), std ({std})")

@@ -8,12 +8,13 @@ See README "## Feature cache".
 from byov.features.cache import (ArrayWriter, CachedMergedFeatures, FeatureSource, cache_dir_for,
                                  default_cache_dir, entry_paths, feature_source, merged_features,
                                  verify_cache)
-from byov.features.extract import StreamMerge, extract_from_config, extract_videos
+from byov.features.extract import (StreamMerge, ensure_feature_cache, extract_from_config,
+                                   extract_videos, missing_entries)
 from byov.features.manifest import KINDS, FeatureCacheError, expected_manifest, weights_hash
 
 __all__ = [
     "KINDS", "FeatureCacheError", "FeatureSource", "ArrayWriter", "CachedMergedFeatures",
     "StreamMerge", "cache_dir_for", "default_cache_dir", "entry_paths", "expected_manifest",
     "weights_hash", "feature_source", "merged_features", "verify_cache", "extract_videos",
-    "extract_from_config",
+    "extract_from_config", "ensure_feature_cache", "missing_entries",
 ]

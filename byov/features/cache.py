@@ -4,12 +4,15 @@ Layout of a cache folder (default `<dataset_root>/byov_cache/<dataset>/<backbone
 
     <kind>/manifest.json                    what the features were computed with (manifest.py)
     <kind>/<split>/<view>/<name>.npy        tokens (L, N, d) or merged (L, d), fp16 or fp32
-    <kind>/<split>/<view>/<name>.json       done marker: the video's size, mtime and L
+    <kind>/<split>/<view>/<name>.json       done marker: the video's fingerprint and L
 
 `kind` is `tokens` (the exact cache: patch tokens, merged at training time over the sampled frames
 as on the fly) or `merged` (STM over adjacent frames, what evaluation uses). An array reaches its
 final name only once complete (temp file + rename) and its marker is written after it, so a video
-without a marker is unfinished. A video whose size or mtime differs from its marker is an error.
+without a marker is unfinished. The marker records the video's content fingerprint
+(`byov.data.fingerprint.file_fingerprint`: size + hashed blocks, no mtime), so a copy of the
+dataset and its cache (`cp -r`, new mtimes, new paths) stays valid, while a re-encoded or replaced
+video makes its entry stale: reading it is refused, and `ensure_feature_cache` recomputes it.
 """
 from __future__ import annotations
 
@@ -48,9 +51,11 @@ def entry_paths(cache_dir: str, kind: str, video) -> tuple[str, str]:
 
 
 def video_stamp(video) -> dict:
-    """What identifies the video file a cache entry was computed from."""
-    st = os.stat(video.path)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "num_frames": int(video.num_frames)}
+    """What identifies the video a cache entry was computed from: its content fingerprint and L
+    (not its path or mtime, so a copied dataset keeps its cache)."""
+    from byov.data.fingerprint import file_fingerprint
+
+    return {"fingerprint": file_fingerprint(video.path), "num_frames": int(video.num_frames)}
 
 
 def _extract_cmd(kind: str, split: str) -> str:
@@ -58,11 +63,17 @@ def _extract_cmd(kind: str, split: str) -> str:
             f"--kind {kind}`")
 
 
-def entry_state(cache_dir: str, kind: str, video, shape: tuple, dtype: np.dtype) -> str:
+def entry_state(cache_dir: str, kind: str, video, shape: tuple, dtype: np.dtype,
+                stale: str = "raise") -> str:
     """'done' when the video's array is complete and current, 'todo' when it is absent/unfinished.
 
-    Raises FeatureCacheError when the video changed since extraction or the array is damaged.
+    stale: what a finished entry of an older version of the video (its fingerprint or frame count
+    differs from the marker) is: "raise" (a FeatureCacheError naming the video; readers) or
+    "todo" (to be recomputed; `ensure_feature_cache`).
+    Raises FeatureCacheError when the array is damaged, or stale with stale="raise".
     """
+    if stale not in ("raise", "todo"):
+        raise ValueError(f"stale must be 'raise' or 'todo', got {stale!r}")
     npy, marker = entry_paths(cache_dir, kind, video)
     if not (os.path.isfile(marker) and os.path.isfile(npy)):
         return "todo"
@@ -71,13 +82,17 @@ def entry_state(cache_dir: str, kind: str, video, shape: tuple, dtype: np.dtype)
             done = json.load(f)
     except (OSError, ValueError):
         return "todo"  # markers are written atomically: an unreadable one was never finished
+    if not isinstance(done, dict):
+        return "todo"
     now = video_stamp(video)
     changed = [f"{key} {done.get(key)} -> {now[key]}" for key in now if done.get(key) != now[key]]
     if changed:
+        if stale == "todo":
+            return "todo"
         raise FeatureCacheError(
             f"video {video.path} changed since its {kind} features were extracted "
-            f"({', '.join(changed)}): the cached features are stale. Delete {npy} and {marker} "
-            f"and re-extract with {_extract_cmd(kind, video.split)}")
+            f"({', '.join(changed)}): the cached features are stale. Re-extract them with "
+            f"{_extract_cmd(kind, video.split)} (or delete {npy} and {marker})")
     try:
         arr = np.load(npy, mmap_mode="r")
         ok = arr.shape == tuple(shape) and arr.dtype == dtype

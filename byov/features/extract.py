@@ -4,7 +4,8 @@ DataLoader workers read and preprocess frames from the h5 frame caches (decoding
 its frame cache is missing), each worker taking whole videos in frame order, while the main process
 runs the backbone on fixed-size batches of frames that span video boundaries. A video's arrays go
 to temp files renamed into place once it is complete, then its done marker is written: a rerun
-skips finished videos and redoes unfinished ones.
+skips finished videos and redoes unfinished ones, and those whose video changed since (content
+fingerprint). `ensure_feature_cache` is the same pass for the entries a training run lacks.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from byov.features.cache import (ArrayWriter, cache_dir_for, check_writable, entry_paths,
-                                 entry_state, video_stamp)
-from byov.features.manifest import DTYPES, KINDS, FeatureCacheError, expected_manifest
-from byov.features.manifest import open_manifest
+from byov.features.cache import (ArrayWriter, _kind, cache_dir_for, check_writable, entry_paths,
+                                 entry_state, expected_for_config, video_stamp)
+from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, check_manifest,
+                                    expected_manifest, manifest_path, open_manifest,
+                                    read_manifest)
 from byov.models.stm import selective_token_merge
 
 
@@ -133,7 +135,7 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
     Returns:
         {"videos", "skipped", "frames", "seconds", "frames_per_s", "cache_dir"}.
     Raises:
-        FeatureCacheError: manifest mismatch, stale video, unwritable folder or full disk.
+        FeatureCacheError: manifest mismatch, damaged entry, unwritable folder or full disk.
     """
     kinds = tuple(dict.fromkeys(kinds))
     if not kinds or any(kind not in KINDS for kind in kinds):
@@ -147,8 +149,8 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
     layout = {"tokens": (n, d), "merged": (d,)}
     todo = []
     for video in videos:
-        need = [kind for kind in kinds if entry_state(
-            cache_dir, kind, video, (video.num_frames, *layout[kind]), dt) == "todo"]
+        need = [kind for kind in kinds if entry_state(  # stale entries are recomputed
+            cache_dir, kind, video, (video.num_frames, *layout[kind]), dt, stale="todo") == "todo"]
         if need:
             todo.append((video, need))
     total = sum(v.num_frames for v, _ in todo)
@@ -230,3 +232,80 @@ def extract_from_config(config: Mapping, splits: Sequence[str] = ("train", "val"
     return extract_videos(videos, source, frame_encoder, cache_dir, kinds,
                           config["feature_dtype"], k, config["encode_chunk_size"],
                           config["num_workers"], config["device"], progress)
+
+
+def missing_entries(config: Mapping, videos: Sequence, frame_encoder=None) -> list:
+    """The videos whose config['features'] (tokens | merged) entry is absent, unfinished or stale
+    (their video changed since extraction), in the order given.
+
+    Raises:
+        FeatureCacheError: the cache folder holds a cache of another backbone, weights, input
+            size, preprocessing, dtype or STM setting (manifest mismatch), or a damaged entry.
+    """
+    kind = _kind(config)
+    cache_dir = cache_dir_for(config)
+    expected = expected_for_config(config, kind, frame_encoder)
+    found = read_manifest(cache_dir, kind)
+    if found is not None:
+        check_manifest(found, expected, manifest_path(cache_dir, kind))
+    shape = tuple(expected["token_layout"])
+    dtype = np.dtype(expected["dtype"])
+    return [v for v in videos if entry_state(cache_dir, kind, v, (v.num_frames, *shape), dtype,
+                                             stale="todo") == "todo"]
+
+
+def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
+                         progress: bool = True) -> dict:
+    """Make the config['features'] (tokens | merged) cache hold every video of `videos`, current.
+
+    What training calls instead of stopping with "extract first": entries that are missing,
+    unfinished or stale (the video's content fingerprint changed) are computed now, with a tqdm
+    progress bar, exactly as `python -m byov.features extract` would (same folder, manifest and
+    files); complete entries are left untouched, and nothing is built when all are there. A
+    folder holding a cache made with another backbone, weights, input size, preprocessing, dtype
+    or STM setting is refused, never rebuilt over: the default folder is keyed by backbone and
+    input size only, so two caches differing in weights or dtype would share it.
+
+    Args:
+        config: the resolved flat config (features, feature_cache_dir, dataset_root, dataset,
+            backbone, vision_encoder_path, input_size, feature_dtype, frame_cache_dir,
+            encode_chunk_size, num_workers, device, topk_ratio / num_tokens).
+        videos: Video records (every split the run reads).
+        frame_encoder: the run's frozen backbone; None builds it from config (only when something
+            is missing).
+    Returns:
+        `extract_videos`' stats ({"videos": built, "skipped", "frames", ...}); "videos" is 0
+        when the cache was already complete.
+    Raises:
+        FeatureCacheError: manifest mismatch (the message names each field), a damaged entry, an
+            unwritable folder or a full disk.
+        DataError: a video that cannot be decoded into its frame cache.
+    """
+    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+    from byov.data.datasets import FrameSource
+
+    kind = _kind(config)
+    if not config["freeze_base"]:
+        raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
+                                "pass --freeze_base or use --features fly")
+    todo = missing_entries(config, videos, frame_encoder)
+    cache_dir = cache_dir_for(config)
+    if not todo:
+        return {"videos": 0, "skipped": len(videos), "frames": 0, "seconds": 0.0,
+                "frames_per_s": 0.0, "cache_dir": cache_dir}
+    check_writable(cache_dir)  # before the backbone is loaded
+    # the pixels come from the h5 frame caches, built in the loader's workers: fail here, clearly
+    from byov.data.validate import check_frame_cache_folders
+    check_frame_cache_folders(todo, config["dataset_root"], config["dataset"],
+                              config["frame_cache_dir"])
+    if frame_encoder is None:
+        with torch.random.fork_rng(devices=[]):  # seeded runs do not shift
+            frame_encoder = build_frame_encoder_from_config(config)
+    source = FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
+                         config["input_size"], config["frame_cache_dir"])
+    k = tokens_to_keep(config, frame_encoder.num_patches) if kind == "merged" else None
+    stats = extract_videos(todo, source, frame_encoder, cache_dir, (kind,),
+                           config["feature_dtype"], k, config["encode_chunk_size"],
+                           config["num_workers"], config["device"], progress)
+    stats["skipped"] += len(videos) - len(todo)
+    return stats

@@ -20,7 +20,9 @@ from byov.atomic import atomic_write_json
 
 from byov.data.layout import DataError
 
-FORMAT_VERSION = 1
+# 2: per-video done markers hold content fingerprints (not mtimes), and the released float32
+# division in preprocessing (features of format 1 differ in the last bits)
+FORMAT_VERSION = 2
 KINDS = ("tokens", "merged")
 DTYPES = {"fp16": np.dtype(np.float16), "fp32": np.dtype(np.float32)}
 MATCH_FIELDS = ("format_version", "kind", "backbone", "weights_hash", "input_size",
@@ -103,11 +105,9 @@ def weights_hash(frame_encoder) -> str:
 
 def preprocessing(frame_encoder) -> str:
     """The frame -> input pipeline of byov.data.preprocess, spelled out for the manifest."""
-    s = frame_encoder.input_size
-    mean = ", ".join(f"{m:g}" for m in frame_encoder.mean)
-    std = ", ".join(f"{m:g}" for m in frame_encoder.std)
-    return (f"h5 frame cache 256x256 BGR uint8 (INTER_AREA) -> cv2.INTER_CUBIC {s}x{s} -> RGB -> "
-            f"(x/255 - mean)/std in float64 -> float32; mean ({mean}), std ({std})")
+    from byov.data.preprocess import describe
+
+    return describe(frame_encoder.name, frame_encoder.input_size)
 
 
 def backbone_id(frame_encoder) -> str:

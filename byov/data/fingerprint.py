@@ -1,0 +1,119 @@
+"""Content fingerprints of videos and datasets, for cache keys that survive `cp -r` but not edits.
+
+Modification times are not used anywhere: a copy (`cp -r`, a new machine, a new absolute path)
+gets new mtimes but the same bytes, and a re-encoded video can keep its size and its frame count.
+A fingerprint therefore hashes content, cheaply enough to run over every AE2 video at start-up:
+
+- `file_fingerprint(path)`: the size plus a BLAKE2b hash of three fixed 64 KiB blocks (start,
+  middle, end); a file of at most three blocks is hashed whole. An mp4 re-encoded or edited in
+  place changes its header (start), its `moov` index (start or end) and its size, so this is a
+  content check at ~192 KiB read per video. It does not prove that two large files are byte-equal
+  (a same-size edit confined to the unread gaps keeps the fingerprint); it detects every edit a
+  tool that rewrites a video makes.
+- `data_fingerprint(dataset_root, dataset, splits)`: label.pickle (whole content), the split
+  lists (csv bytes, or the folder listing) and each listed video's file fingerprint, keyed by
+  paths relative to the dataset folder, so it identifies the data a run used.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable, Sequence
+
+from byov.data.layout import (LABEL_FILE, VIEWS, DataError, Video, dataset_path, detect_layout,
+                              list_videos)
+
+BLOCK = 64 * 1024  # bytes read at each of the three positions
+_DIGEST = 16  # bytes of BLAKE2b output (128 bits)
+
+
+def file_fingerprint(path: str) -> str:
+    """'<size>:<blake2b hex>' of the file at `path`: its size and three 64 KiB blocks.
+
+    The blocks start at 0, at (size - 64 KiB) // 2 and at size - 64 KiB; a file of at most
+    3 x 64 KiB is hashed whole. Independent of the path, the mtime and the permissions.
+
+    Raises:
+        DataError: the file does not exist or cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h = hashlib.blake2b(digest_size=_DIGEST)
+            h.update(size.to_bytes(8, "little"))
+            if size <= 3 * BLOCK:
+                h.update(f.read())
+            else:
+                for offset in (0, (size - BLOCK) // 2, size - BLOCK):
+                    f.seek(offset)
+                    h.update(f.read(BLOCK))
+    except OSError as e:
+        raise DataError(f"cannot read {path} to fingerprint it ({e.strerror or e}); check that "
+                        f"the file exists and is readable") from e
+    return f"{size}:{h.hexdigest()}"
+
+
+def content_hash(path: str) -> str:
+    """BLAKE2b hex digest of the whole file at `path` (for small files such as label.pickle)."""
+    h = hashlib.blake2b(digest_size=_DIGEST)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise DataError(f"cannot read {path} to fingerprint it ({e.strerror or e}); check that "
+                        f"the file exists and is readable") from e
+    return h.hexdigest()
+
+
+def _relative(path: str, data_path: str) -> str:
+    rel = os.path.relpath(os.path.abspath(path), data_path)
+    return rel.replace(os.sep, "/")
+
+
+def split_list_files(data_path: str, layout: str, splits: Iterable[str]) -> list[str]:
+    """The csv files that define `splits` (csv layout); [] for the folder layout."""
+    if layout != "csv":
+        return []
+    return [os.path.join(data_path, view, f"{split}.csv") for split in splits for view in VIEWS]
+
+
+def data_fingerprint(dataset_root: str, dataset: str, splits: Sequence[str],
+                     videos: dict[str, Sequence[Video]] | None = None) -> str:
+    """'blake2b:<hex>' identifying the data of `splits` of `dataset` under `dataset_root`.
+
+    Covers the dataset name and layout, label.pickle's full content, the split lists (each csv
+    file's bytes in the csv layout; the listed videos' relative paths in both layouts) and every
+    listed video's `file_fingerprint`. Paths enter relative to `<dataset_root>/<dataset>`, so a
+    copy of the dataset anywhere gives the same value; a changed label, split line or video
+    changes it.
+
+    Args:
+        videos: {split: videos} already listed by `list_videos` (e.g. from `validate_dataset`),
+            to avoid listing them again; None lists them here.
+    Raises:
+        DataError: a missing dataset, split list, label file or video (as `list_videos`).
+    """
+    data_path = dataset_path(dataset_root, dataset)
+    layout = detect_layout(data_path, dataset)
+    listed = {split: (videos[split] if videos is not None
+                      else list_videos(dataset_root, dataset, split)) for split in splits}
+    label_path = os.path.join(data_path, LABEL_FILE)
+    if not os.path.isfile(label_path):
+        raise DataError(f"label file {label_path} is missing; it must be the dataset's "
+                        f"label.pickle")
+    h = hashlib.blake2b(digest_size=_DIGEST)
+
+    def add(*parts: str) -> None:
+        for part in parts:
+            h.update(part.encode("utf-8") + b"\0")
+
+    add("dataset", dataset, "layout", layout, LABEL_FILE, content_hash(label_path))
+    for csv_path in split_list_files(data_path, layout, splits):
+        add("split list", _relative(csv_path, data_path), content_hash(csv_path))
+    for split in splits:
+        add("split", split, str(len(listed[split])))
+        for video in listed[split]:
+            add(_relative(video.path, data_path), str(video.num_frames),
+                file_fingerprint(video.path))
+    return "blake2b:" + h.hexdigest()

@@ -149,13 +149,14 @@ def dtw_contrastive_loss(embeddings: torch.Tensor, pos_steps: torch.Tensor, *,
     if cyclic and first_half is None:
         first_half = draw_first_half(B, generator)
     e1, e2 = embeddings[:, 0], embeddings[:, 1]
-    full = scale_factor * soft_dtw(e1, e2, l2_normalize=l2_normalize)
     subsets = _positive_subsets(pos_steps, cyclic, first_half)
     xs = [e1[b, i1] for b, (i1, _) in enumerate(subsets)]
     ys = [e2[b, i2] for b, (_, i2) in enumerate(subsets)]
-    # positives and negatives (view 2 reversed) of all pairs, batched by subset length
-    both = soft_dtw_ragged(xs + xs, ys + [y.flip(0) for y in ys], l2_normalize=l2_normalize)
-    pos, neg = scale_factor * both[:B], scale_factor * both[B:]
+    # full clips, positives and negatives (view 2 reversed) of all pairs in one wavefront
+    costs = scale_factor * soft_dtw_ragged(list(e1.unbind(0)) + xs + xs,
+                                           list(e2.unbind(0)) + ys + [y.flip(0) for y in ys],
+                                           l2_normalize=l2_normalize)
+    full, pos, neg = costs[:B], costs[B:2 * B], costs[2 * B:]
     diff = pos - neg + dtw_beta
     hinge = torch.where(diff < 0, torch.zeros_like(diff), diff)  # Python max(diff, 0)
     loss1 = torch.stack([full, pos], dim=1).reshape(-1).mean()

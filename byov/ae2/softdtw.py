@@ -119,8 +119,8 @@ class _SoftDTWTable(torch.autograd.Function):
             # border neighbours hold _BIG and get weight exactly 0 (and 0 * _BIG = 0)
             r = torch.stack((diag[:, a:a + ln], diag[:, b:b + ln], diag[:, a - 1:a - 1 + ln]),
                             dim=-1)
-            p = torch.softmax((-r) / gamma, dim=-1)
-            diag[:, k * w + lo:k * w + lo + ln] = c + (p * r).sum(-1)
+            p = torch.softmax(r / -gamma, dim=-1)  # bit-identical to the released (-r) / gamma
+            torch.add(c, (p * r).sum(-1), out=diag[:, k * w + lo:k * w + lo + ln])
             probs.append(p)
             neigh.append(r)
         table = diag.index_select(1, cell).reshape(G, n + 1, m + 1)
@@ -200,18 +200,29 @@ def soft_dtw_ragged(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor],
                     l2_normalize: bool = False) -> torch.Tensor:
     """(P,) alignment costs of P pairs (xs[p] (n_p, D), ys[p] (m_p, D)) of mixed lengths.
 
-    Pairs with the same (n, m) are run as one batch.
+    Each pair's cost matrix is normalised over its own frames (pairs of equal shape are batched),
+    then all matrices are zero-padded to the largest (n, m) and run as one wavefront: a cell only
+    reads cells above and to its left, so padding never changes R[n_p, m_p].
     """
-    if len(xs) != len(ys):
-        raise ValueError(f"got {len(xs)} first sequences and {len(ys)} second sequences")
+    if len(xs) != len(ys) or not xs:
+        raise ValueError(f"need as many first as second sequences, at least one; got {len(xs)} "
+                         f"and {len(ys)}")
     groups: dict[tuple[int, int], list[int]] = {}
     for p, (x, y) in enumerate(zip(xs, ys)):
         groups.setdefault((x.shape[0], y.shape[0]), []).append(p)
-    out: list = [None] * len(xs)
-    for members in groups.values():
-        x = torch.stack([xs[p] for p in members])
-        y = torch.stack([ys[p] for p in members])
-        vals = soft_dtw(x, y, gamma_s, gamma_f, l2_normalize)
-        for p, v in zip(members, vals.unbind(0)):
-            out[p] = v
-    return torch.stack(out)
+    n_max = max(n for n, _ in groups)
+    m_max = max(m for _, m in groups)
+    costs, order = [], []
+    for (n, m), members in groups.items():
+        cost = dtw_cost(torch.stack([xs[p] for p in members]),
+                        torch.stack([ys[p] for p in members]), gamma_f, l2_normalize)
+        costs.append(F.pad(cost, (0, m_max - m, 0, n_max - n)))
+        order += members
+    table = soft_dtw_table(torch.cat(costs), gamma_s)
+    rows = torch.tensor([xs[p].shape[0] for p in order], device=table.device)
+    cols = torch.tensor([ys[p].shape[0] for p in order], device=table.device)
+    corners = table[torch.arange(len(order), device=table.device), rows, cols]
+    inverse = torch.empty(len(order), dtype=torch.long, device=table.device)
+    inverse[torch.tensor(order, device=table.device)] = torch.arange(len(order),
+                                                                     device=table.device)
+    return corners[inverse]

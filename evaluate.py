@@ -7,8 +7,9 @@
         --dataset break_eggs --dataset_root AE2_data
     # a checkpoint: embed train + eval split into --embed_dir (default <run>/eval/<ckpt stem>/)
     python evaluate.py --ckpt logs/run/checkpoints/last.pth [--weights online|ema]
-    # the untrained frozen backbone's merged features (baseline), as configured
-    python evaluate.py --config configs/demo.yaml --frozen_features
+    # a trivial baseline through the same four tasks, as configured: time (t/L per frame),
+    # frozen (the frozen backbone's merged features), random_init (the untrained method)
+    python evaluate.py --config configs/demo.yaml --baseline time
 
 Prints the table, writes metrics.json and metrics.md into the evaluation folder (the embeddings
 folder, or --embed_dir), and the metrics dict to --json FILE if given.
@@ -19,6 +20,7 @@ import datetime
 import os
 import sys
 
+from byov.embedding import BASELINES
 from utils.config import build_parser, load_config, to_dict
 
 
@@ -28,10 +30,14 @@ def build_eval_parser():
                    help="evaluate the embedding folder DIR (train + eval split files)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the metrics here")
     p.add_argument("--val_files_are_test", action="store_true", default=False,
-                   help="AE2's released folders: val_* files hold the test split (DEC 21)")
-    p.add_argument("--frozen_features", action="store_true", default=False,
-                   help="evaluate the frozen backbone's merged features (no BYOV training), "
-                        "embedded into --embed_dir (default <output_dir>/eval/frozen_features)")
+                   help="AE2's released folders: val_* files hold the test split")
+    p.add_argument("--baseline", choices=BASELINES, default=None,
+                   help="evaluate a trivial baseline: time (per-frame feature t/L), frozen (the "
+                        "frozen backbone's merged features), random_init (the untrained "
+                        "method); embedded into --embed_dir (default "
+                        "<output_dir>/eval/baseline_<name>)")
+    p.add_argument("--frozen_features", action="store_const", dest="baseline", const="frozen",
+                   help="alias of --baseline frozen")
     p.add_argument("--embed_dir", metavar="DIR", default=None,
                    help="evaluation folder: where --ckpt writes embeddings and where "
                         "metrics.json/metrics.md go (default: the embeddings folder)")
@@ -39,7 +45,7 @@ def build_eval_parser():
 
 
 def default_embed_dir(ckpt_path: str) -> str:
-    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth [DEC 17]."""
+    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth."""
     folder = os.path.dirname(os.path.abspath(ckpt_path))
     run = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
     return os.path.join(run, "eval", os.path.splitext(os.path.basename(ckpt_path))[0])
@@ -73,7 +79,7 @@ LOCATION_KEYS = ("vision_encoder_path",)
 
 def checkpoint_config(argv, parser, ckpt_path: str):
     """(config, args): the checkpoint's config < --config yaml < command line, with the
-    architecture keys checked against the checkpoint [DEC 9]."""
+    architecture keys checked against the checkpoint (the model is rebuilt from it alone)."""
     from byov.checkpoint import ARCH_KEYS, check_compatible
     from utils.config import ConfigError, from_dict
 
@@ -131,12 +137,12 @@ def load_splits(cfg, args, directory: str):
 def main(argv=None) -> dict:
     parser = build_eval_parser()
     cfg, args = load_config(argv, parser)
-    if sum(map(bool, (args.embeddings, cfg.ckpt, args.frozen_features))) != 1:
-        parser.error("give exactly one of --embeddings DIR, --ckpt PATH or --frozen_features")
+    if sum(map(bool, (args.embeddings, cfg.ckpt, args.baseline))) != 1:
+        parser.error("give exactly one of --embeddings DIR, --ckpt PATH or --baseline NAME")
     if cfg.ckpt:
         cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
     from byov.eval import evaluate_embeddings, parse_tasks
-    from byov.eval.embed import embed_to_folder
+    from byov.embedding import embed_config_to_folder
     from byov.eval.progression import headline_uses_time_feature
     from byov.eval.report import format_table, to_json, write_metrics
 
@@ -144,13 +150,13 @@ def main(argv=None) -> dict:
         tasks = parse_tasks(cfg.eval_task)
     except ValueError as e:
         parser.error(str(e))
-    if cfg.ckpt or args.frozen_features:
+    if cfg.ckpt or args.baseline:
         directory = args.embed_dir or (
             default_embed_dir(cfg.ckpt) if cfg.ckpt
-            else os.path.join(cfg.output_dir, "eval", "frozen_features"))
-        embedded = embed_to_folder(to_dict(cfg), directory, ("train", cfg.eval_mode),
-                                   ckpt_path=cfg.ckpt or None, weights=cfg.weights,
-                                   progress=sys.stderr.isatty())
+            else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
+        embedded = embed_config_to_folder(to_dict(cfg), directory, ("train", cfg.eval_mode),
+                                          ckpt_path=cfg.ckpt or None, weights=cfg.weights,
+                                          baseline=args.baseline, progress=sys.stderr.isatty())
         print(f"{'embedded into' if embedded else 'reusing the embeddings in'} {directory}")
         out_dir = directory
     else:
@@ -171,7 +177,8 @@ def main(argv=None) -> dict:
                       else f"train_*, {cfg.eval_mode}_*"),
             "metadata": "; ".join(sources), "tasks": ",".join(tasks),
             "checkpoint": cfg.ckpt or None, "weights": cfg.weights if cfg.ckpt else None,
-            "frozen_features": args.frozen_features or None,
+            "method": cfg.method if (cfg.ckpt or args.baseline == "random_init") else None,
+            "baseline": args.baseline,
             "progression_time_feature": cfg.progression_time_feature,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     print(format_table(metrics, cfg.dataset))

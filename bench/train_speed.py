@@ -35,7 +35,7 @@ from byov.data.datasets import FrameSource, PairDataset  # noqa: E402
 from byov.data.frame_cache import ensure_frame_cache, frame_cache_path  # noqa: E402
 from byov.data.layout import list_videos  # noqa: E402
 from byov.data.synthetic import generate  # noqa: E402
-from byov.engine import TrainStep, step_noise  # noqa: E402
+from byov.methods.byov_method import ByovMethod  # noqa: E402
 from byov.features.cache import FeatureSource  # noqa: E402
 from byov.features.extract import extract_videos  # noqa: E402
 from byov.features.manifest import read_manifest  # noqa: E402
@@ -56,17 +56,17 @@ def make_dataset(folder: str, videos: int, frames: int) -> tuple[str, list]:
 
 class StepRunner:
     """One training path: its own BYOV, Adam and batches. `step()` -> seconds of one full step
-    (loading its batch, forward, backward, Adam). frame_encoder None: `source` gives cached tokens
-    or merged features. One untimed warm-up step on creation."""
+    (loading its batch, forward, backward, Adam). With a cache `source` (tokens or merged
+    features) the frame encoder is never run. One untimed warm-up step on creation."""
 
     def __init__(self, frame_encoder, k: int, source, videos, args, steps: int):
         torch.manual_seed(0)
         self.model = BYOV(768, 256, 256, depth=12, depth_dec=4, n_heads=16,
                           num_frames=args.num_frames)
-        self.step_module = TrainStep(frame_encoder, self.model, k).train()
-        self.opt = torch.optim.Adam(self.model.trainable_parameters(), lr=1e-5)
-        data = PairDataset(videos, args.num_frames, source, seed=0,
-                           length=(steps + 1) * args.batch_size)
+        self.method = ByovMethod(frame_encoder, self.model, k, source,
+                                 num_frames=args.num_frames).train()
+        self.opt = torch.optim.Adam(self.method.trainable_parameters(), lr=1e-5)
+        data = self.method.pair_dataset(videos, seed=0, length=(steps + 1) * args.batch_size)
         self.batches = iter(DataLoader(data, batch_size=args.batch_size, num_workers=0))
         self.args, self.i, self.times = args, 0, []
         self.step()
@@ -75,9 +75,7 @@ class StepRunner:
     def step(self) -> None:
         t0 = time.perf_counter()
         batch = next(self.batches)
-        noise = step_noise(self.args.batch_size, self.args.num_frames, (0, 0, self.i, 0),
-                           torch.device("cpu"))
-        loss = self.step_module(batch["inputs"], noise)["loss"]
+        loss = self.method(batch, (0, 0, self.i, 0))["loss"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -156,9 +154,9 @@ def main(argv=None) -> float:
         steps = {"on the fly": args.fly_steps, "token cache": args.cache_steps,
                  "merged cache": args.cache_steps}
         runners = {"on the fly": StepRunner(encoder, k, pixels, videos, args, args.fly_steps),
-                   "token cache": StepRunner(None, k, sources["tokens"], videos, args,
+                   "token cache": StepRunner(encoder, k, sources["tokens"], videos, args,
                                              args.cache_steps),
-                   "merged cache": StepRunner(None, k, sources["merged"], videos, args,
+                   "merged cache": StepRunner(encoder, k, sources["merged"], videos, args,
                                               args.cache_steps)}
         rows = interleaved_times(runners, steps)
     print(f"{'path':<14}{'steps':>6}{'median s/step':>15}{'min':>9}{'max':>9}{'steps/s':>9}"

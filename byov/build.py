@@ -1,7 +1,7 @@
-"""Build the frozen frame encoder and the BYOV model from a flat config dict.
+"""Build the frozen frame encoder, the BYOV model and the BYOV method from a flat config dict.
 
 The dict is the resolved config (utils/config.py's fields, as stored in every checkpoint), so a
-checkpoint alone is enough to rebuild its model [DEC 9].
+checkpoint alone is enough to rebuild its model.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def build_frame_encoder_from_config(config: Mapping, pretrained: bool = True):
     return build_frame_encoder(config["backbone"], path=config["vision_encoder_path"],
                                input_size=config["input_size"],
                                resnet_stage=config["resnet_stage"],
-                               freeze=config["freeze_base"], pretrained=pretrained)
+                               freeze=config["freeze_base"],
+                               pretrained=pretrained and config.get("pretrained", True))
 
 
 def check_backbone_width(config: Mapping, frame_encoder) -> None:
@@ -35,7 +36,8 @@ def check_backbone_width(config: Mapping, frame_encoder) -> None:
 
 
 def tokens_to_keep(config: Mapping, num_patches: int) -> int:
-    """K for selective token merging: round(N * topk_ratio) from the real N [DEC 5]."""
+    """K for selective token merging: round(N * topk_ratio) from the backbone's real patch count N
+    (`num_tokens` > 0 overrides N, as the released code's constant 196 did)."""
     return num_selected_tokens(num_patches, config["topk_ratio"], config["num_tokens"])
 
 
@@ -50,24 +52,42 @@ def build_byov(config: Mapping) -> BYOV:
                 target=config["target"])
 
 
+def frame_source(config: Mapping, frame_encoder=None):
+    """Where training clips and evaluation videos come from: the h5 frame cache (`features:
+    fly`, pixels) or the feature cache (`tokens` / `merged`, checked against the backbone)."""
+    if config["features"] != "fly":
+        from byov.features.cache import feature_source
+        return feature_source(config, frame_encoder)
+    from byov.data.datasets import FrameSource
+    return FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
+                       config["input_size"], config["frame_cache_dir"])
+
+
+def build_byov_method(config: Mapping, pretrained: bool = True, frame_encoder=None):
+    """`ByovMethod` (frame encoder, BYOV model, STM K, frame source) for the config.
+
+    The EMA momentum schedule (target "ema") is set by the training set-up, which knows the
+    number of steps; without it `after_optimizer_step` does not update the teacher.
+    """
+    from byov.methods.byov_method import ByovMethod
+
+    if frame_encoder is None:
+        frame_encoder = build_frame_encoder_from_config(config, pretrained=pretrained)
+    check_backbone_width(config, frame_encoder)
+    return ByovMethod(frame_encoder, build_byov(config),
+                      tokens_to_keep(config, frame_encoder.num_patches),
+                      frame_source(config, frame_encoder), num_frames=config["num_frames"],
+                      pairing=config["pairing"], chunk_size=config["encode_chunk_size"],
+                      loss_terms=config.get("loss_terms", "all"),
+                      memo_features=config["freeze_base"])
+
+
 def model_from_checkpoint(ckpt: Mapping, config: Mapping, pretrained: bool = True):
-    """(frame_encoder, model) rebuilt from a checkpoint's config and loaded strictly.
+    """(frame_encoder, model) of a BYOV checkpoint, rebuilt from `config` and loaded strictly.
 
     `config` is the checkpoint's config with any location overrides applied (dataset_root,
     vision_encoder_path, ...); architecture keys must be the checkpoint's own.
     """
-    from byov.checkpoint import load_state_strict
-
-    frame_encoder = build_frame_encoder_from_config(config, pretrained=pretrained)
-    check_backbone_width(config, frame_encoder)
-    if ckpt.get("backbone") is not None:
-        load_state_strict(frame_encoder, ckpt["backbone"], "backbone")
-    model = build_byov(config)
-    load_state_strict(model.encoder, ckpt["encoder"], "encoder")
-    load_state_strict(model.decoder, ckpt["decoder"], "decoder")
-    if model.target_encoder is not None:
-        if ckpt.get("target") is None:
-            raise ModelConfigError("the config says target: ema but the checkpoint holds no "
-                                   "EMA teacher ('target' entry)")
-        load_state_strict(model.target_encoder, ckpt["target"], "target")
-    return frame_encoder, model
+    method = build_byov_method(config, pretrained=pretrained)
+    method.load_state_entries(ckpt)
+    return method.frame_encoder, method.model

@@ -43,15 +43,19 @@ from byov.errors import ByovError
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
                    "epoch", "rng", "val_metrics")
-OPTIONAL_KEYS = ("scaler", "backbone")  # fp16 GradScaler state; a trained (unfrozen) backbone
+# fp16 GradScaler state; a trained (unfrozen) backbone; the number of training processes
+OPTIONAL_KEYS = ("scaler", "backbone", "world_size")
 REQUIRED_KEYS = ("config", "encoder", "step", "epoch")
 
 # Config keys that define the shapes of the saved weights: a checkpoint only loads into a model
 # built with the same values.
-ARCH_KEYS = ("backbone", "vision_encoder_path", "hidden_dim", "embedding_size",
+ARCH_KEYS = ("method", "context_grouping", "backbone", "vision_encoder_path", "hidden_dim", "embedding_size",
              "decoder_embedding_size", "n_layers", "n_layers_dec", "n_heads", "mlp_ratio",
              "num_frames", "target", "compat_released_decoder", "topk_ratio", "num_tokens",
              "input_size", "resnet_stage")
+
+# Keys that checkpoints written before they existed lack, with the value those runs had.
+_ADDED_LATER = {"method": "byov", "context_grouping": "released"}
 
 # Which depth flag a block-count mismatch points to, by the `what` given to load_state_strict.
 _DEPTH_FLAGS = {"encoder": "n_layers", "target": "n_layers", "decoder": "n_layers_dec"}
@@ -251,19 +255,23 @@ def _flag(key: str, value: Any) -> str:
 
 
 def check_compatible(saved_config: dict, config: Any, keys: Iterable[str] = ARCH_KEYS,
-                     where: str = "checkpoint") -> None:
-    """Raise CheckpointError listing every architecture key whose value differs between the
-    checkpoint's config and the current one (a dict, or a dataclass such as utils' Config)."""
+                     where: str = "checkpoint", what: str = "architecture") -> None:
+    """Raise CheckpointError listing every key of `keys` whose value differs between the
+    checkpoint's config and the current one (a dict, or a dataclass such as utils' Config).
+
+    A key absent from an older checkpoint's config counts as its default of the time: "byov"
+    for `method`, "released" for `context_grouping`."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     absent = "<absent>"
+    saved_config = {**_ADDED_LATER, **saved_config}
     diffs = [(k, saved_config.get(k, absent), config.get(k, absent)) for k in keys
              if saved_config.get(k, absent) != config.get(k, absent)]
     if not diffs:
         return
     lines = [f"  {k}: checkpoint {s!r}, current {c!r}" for k, s, c in diffs]
     fix = " ".join(_flag(k, s) for k, s, _ in diffs if s is not absent)
-    raise CheckpointError(f"{where} was trained with a different architecture:\n" + "\n".join(lines)
+    raise CheckpointError(f"{where} was trained with different {what}:\n" + "\n".join(lines)
                           + f"\nPass the checkpoint's values ({fix}) or use a matching checkpoint.")
 
 
@@ -303,9 +311,9 @@ def load_state_strict(module: nn.Module, state_dict: dict, what: str,
         for prefix in sorted(set(saved_counts) & set(own_counts)):
             if saved_counts[prefix] != own_counts[prefix]:
                 flag = _DEPTH_FLAGS.get(what)
-                fix = f": set --{flag} {saved_counts[prefix]}" if flag else ""
+                setting = f" ({flag} {own_counts[prefix]} in the config used)" if flag else ""
                 lines.append(f"  checkpoint has {saved_counts[prefix]} {what} blocks "
-                             f"('{prefix}'), model has {own_counts[prefix]}{fix}")
+                             f"('{prefix}'), model has {own_counts[prefix]}{setting}")
         if unexpected and all(k.startswith("module.") for k in state_dict):
             lines.append("  every key starts with 'module.': it was saved from a DDP-wrapped "
                          "model; save model.module.state_dict() instead")
@@ -319,9 +327,13 @@ def load_state_strict(module: nn.Module, state_dict: dict, what: str,
                          f"{tuple(own[key].shape)}")
         if len(shapes) > 8:
             lines.append(f"  ... and {len(shapes) - 8} more shape mismatches")
-        raise CheckpointError(f"{what} weights in {where} do not fit the model:\n"
-                              + "\n".join(lines) + "\nBuild the model from the checkpoint's "
-                              "config (check_compatible lists the differing keys).")
+        # No flag is advised: the model is always built from the checkpoint's own architecture
+        # keys (overriding them is refused), so a mismatch means the stored config does not
+        # describe the stored weights.
+        raise CheckpointError(f"{what} weights in {where} do not fit the model built from its "
+                              f"config:\n" + "\n".join(lines) + "\nThe checkpoint's 'config' "
+                              "entry does not describe its weights (an edited file, or one "
+                              "written by other code); use a checkpoint written by train.py.")
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied

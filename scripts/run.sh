@@ -3,10 +3,13 @@
 #   bash scripts/run.sh break_eggs [--key value ...]     (extra flags go to train.py)
 #   NPROC=4 bash scripts/run.sh pour_milk                 (multi-GPU with torchrun)
 #   bash scripts/run.sh demo                              (synthetic data, CPU-sized; also
-#                                                          reports the untrained frozen features)
+#                                                          evaluates the trivial baselines)
+#   bash scripts/run.sh ae2/break_eggs                    (AE2's released setting; --method tcc,
+#                                                          dtw, dtw_consistency, dtw_contrastive, vava)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-names=$(ls configs | sed -n 's/\.yaml$//p' | tr '\n' ' ')
+# run configs: configs/<name>.yaml and configs/ae2/<name>.yaml (benchmark grids are not runs)
+names=$(cd configs && find . -name '*.yaml' -not -path './benchmark/*' | sed 's#^\./##; s/\.yaml$//' | sort | tr '\n' ' ')
 if [ $# -lt 1 ] || [ ! -f "configs/$1.yaml" ]; then
   echo "usage: bash scripts/run.sh <name> [--key value ...]; valid names: $names" >&2
   exit 2
@@ -15,9 +18,9 @@ name=$1; shift
 if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 resolved=$(python -c "import sys; from utils.config import load_config
-c = load_config(sys.argv[1:])[0]; print(c.features, c.output_dir)" --config "configs/$name.yaml" "$@")
-features=${resolved%% *}; out=${resolved#* }
-if [ "$features" != fly ]; then
+c = load_config(sys.argv[1:])[0]; print(c.features, c.method, c.output_dir)" --config "configs/$name.yaml" "$@")
+read -r features method out <<< "$resolved"
+if [ "$method" = byov ] && [ "$features" != fly ]; then
   # the frozen-backbone feature cache (README "Feature cache"); finished videos are skipped
   python -m byov.features extract --config "configs/$name.yaml" "$@"
 fi
@@ -33,10 +36,17 @@ ckpt=$out/checkpoints/best.pth
 stem=$(basename "$ckpt" .pth)
 python evaluate.py --config "configs/$name.yaml" "$@" --ckpt "$ckpt" \
   --json "$out/eval/$stem/metrics_test.json"
-if [ "$name" = demo ]; then
-  # the same four tasks on the frozen backbone's merged features, without any BYOV training
-  python evaluate.py --config "configs/$name.yaml" "$@" --frozen_features \
-    --json "$out/eval/frozen_features/metrics_test.json"
-  python -m byov.eval.report compare "$out/eval/frozen_features/metrics_test.json" \
-    "$out/eval/$stem/metrics_test.json" --names "frozen features" "BYOV ($stem.pth)"
+if [ "${name##*/}" = demo ]; then
+  # the same four tasks on the trivial baselines: relative time t/L alone, the frozen backbone's
+  # merged features, and the untrained model; a trained model must beat all three
+  names=()
+  files=()
+  for b in time frozen random_init; do
+    python evaluate.py --config "configs/$name.yaml" "$@" --baseline "$b" \
+      --json "$out/eval/baseline_$b/metrics_test.json"
+    names+=("baseline: $b")
+    files+=("$out/eval/baseline_$b/metrics_test.json")
+  done
+  python -m byov.eval.report compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
+    --names "${names[@]}" "$method ($stem.pth)"
 fi

@@ -172,10 +172,11 @@ def test_load_state_strict_explains_depth_and_shape_mismatch():
     with pytest.raises(CheckpointError) as err:
         load_state_strict(_blocks(3), _blocks(12).state_dict(), "encoder", where="x.pth")
     msg = str(err.value)
-    assert "checkpoint has 12 encoder blocks ('blocks'), model has 3: set --n_layers 12" in msg
+    assert ("checkpoint has 12 encoder blocks ('blocks'), model has 3 (n_layers 3 in the config "
+            "used)") in msg and "--n_layers" not in msg
     assert "unexpected in the checkpoint (18)" in msg and "x.pth" in msg
-    with pytest.raises(CheckpointError, match=r"(?s)model has 12: set --n_layers_dec 3.*missing from "
-                                              r"the checkpoint \(18\)"):
+    with pytest.raises(CheckpointError, match=r"(?s)model has 12 \(n_layers_dec 12 in the config "
+                                              r"used\).*missing from the checkpoint \(18\)"):
         load_state_strict(_blocks(12), _blocks(3).state_dict(), "decoder")
     with pytest.raises(CheckpointError, match=r"shape of pos_embed: checkpoint \(1, 5, 8\)"):
         load_state_strict(_blocks(2, width=4), _blocks(2, width=8).state_dict(), "encoder")

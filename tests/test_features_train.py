@@ -7,7 +7,6 @@ import torch
 
 from byov.build import build_byov, build_frame_encoder_from_config
 from byov.checkpoint import load_checkpoint
-from byov.eval.embed import embed_splits
 from byov.features import FeatureCacheError, extract_from_config
 from test_features_cache import make_config, save_tiny_clip
 
@@ -103,6 +102,16 @@ def test_merged_cache_training_is_an_approximation_that_trains(setup, fly):
     assert abs(s_m["train/loss"] - s_fly["train/loss"]) > 1e-6
 
 
+def embed_splits(cfg, splits, enc, model, progress=False):
+    """{split: SplitData} embedded by `model` over the frame encoder `enc`, read as cfg says."""
+    from byov.build import build_byov_method
+    from byov.embedding import embed_splits as embed
+
+    method = build_byov_method(cfg, frame_encoder=enc)
+    method.model = model
+    return embed(method, cfg, splits, progress=progress)
+
+
 def test_evaluation_embeddings_read_the_cache(setup):
     fly_cfg = setup("eval", features="fly")
     extract_from_config(fly_cfg, splits=("val",), progress=False)
@@ -120,11 +129,21 @@ def test_evaluation_embeddings_read_the_cache(setup):
             "feature_cache_dir"] + "_absent"}, ("val",), enc, model, progress=False)
 
 
-def test_training_from_a_missing_cache_fails_before_training(setup):
+def test_training_builds_missing_cache_entries_and_refuses_a_foreign_cache(setup):
+    from byov.data.layout import list_videos
+    from byov.features import entry_paths
+
     config = setup("absent", features="tokens")
-    with pytest.raises(FeatureCacheError, match=r"no tokens feature cache.*extract"):
-        train(config)
-    assert not os.path.exists(os.path.join(config["output_dir"], "checkpoints"))
     extract_from_config(config, splits=("train",), kinds=("tokens",), progress=False)
-    with pytest.raises(FeatureCacheError, match=r"lacks 2 of 5 videos.*--splits val"):
-        train(config)
+    val = list_videos(config["dataset_root"], "synthetic", "val")
+    assert not any(os.path.exists(entry_paths(config["feature_cache_dir"], "tokens", v)[1])
+                   for v in val)
+    summary, _ = train(config)  # the val entries are built first, then it trains
+    assert summary["step"] == 3
+    assert all(os.path.exists(entry_paths(config["feature_cache_dir"], "tokens", v)[1])
+               for v in val)
+    # the same folder asked for fp16 features: refused before training, never rebuilt over
+    other = config | {"feature_dtype": "fp16", "output_dir": config["output_dir"] + "_fp16"}
+    with pytest.raises(FeatureCacheError, match=r"dtype differs"):
+        train(other)
+    assert not os.path.exists(os.path.join(other["output_dir"], "checkpoints"))

@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
+
 from train_helpers import ROOT, subprocess_env, train_args
 
 
@@ -33,12 +35,20 @@ def test_demo_on_a_reduced_setting(synthetic_root, tiny_clip_dir, tmp_path):
     with open(out / "config.yaml") as f:
         assert "features: tokens" in f.read()
     trained = json.loads((out / "eval" / "best" / "metrics_test.json").read_text())
-    frozen = json.loads((out / "eval" / "frozen_features" / "metrics_test.json").read_text())
+    frozen = json.loads((out / "eval" / "baseline_frozen" / "metrics_test.json").read_text())
     for metrics in (trained, frozen):
         assert set(metrics["classification_f1"]) == {"regular", "ego2exo", "exo2ego"}
         assert isinstance(metrics["kendalls_tau"], float)
     # test embeddings of the trained model (32-d) and of the frozen backbone (its 32-d tokens)
     assert os.path.isfile(out / "eval" / "best" / "test_embeds.npy")
     assert trained["retrieval_map10"] != frozen["retrieval_map10"]
-    table = proc.stdout[proc.stdout.index("| Metric | frozen features | BYOV (best.pth) |"):]
+    header = ("| Metric | baseline: time | baseline: frozen | baseline: random_init | "
+              "byov (best.pth) |")
+    table = proc.stdout[proc.stdout.index(header):]
     assert "| F1 Regular |" in table and "| Kendall's tau |" in table
+    # the time baseline is t/L per frame: nearest frames never run backwards in time, so
+    # Kendall's tau has no discordant pair (ties from unequal lengths keep tau-b a bit below 1)
+    timed = json.loads((out / "eval" / "baseline_time" / "metrics_test.json").read_text())
+    assert 0.5 < timed["kendalls_tau"] <= 1.0
+    assert np.load(out / "eval" / "baseline_time" / "test_embeds.npy").shape[1] == 1
+    assert (out / "eval" / "baseline_random_init" / "metrics_test.json").is_file()

@@ -15,6 +15,7 @@ import yaml
 from byov import engine
 from byov.build import build_byov, build_frame_encoder_from_config, model_from_checkpoint
 from byov.checkpoint import CheckpointError
+from byov.data.layout import list_videos
 from byov.engine import NonFiniteLossError
 from byov.models.ema import momentum_schedule
 from train_helpers import (CHECKPOINT_KEYS, distance, epoch_summaries, load_ckpt, read_log,
@@ -86,25 +87,53 @@ def test_checkpoint_round_trip_rebuilds_the_trained_model(smoke_run):
     assert not tensors_differing(model.encoder.state_dict(), ckpt["encoder"])
     # The run embedded the val videos with these weights after its last epoch (eval/epoch_0001):
     # the model rebuilt from the checkpoint alone must reproduce those embeddings.
-    from byov.eval.embed import embed_splits
-    model.eval()
-    val = embed_splits(ckpt["config"], ("val",), frame_encoder, model, progress=False)["val"]
+    from byov.embedding import embed_splits
+    from byov.methods import build_method
+    method = build_method(ckpt["config"])
+    method.load_state_entries(ckpt)
+    method.eval()
+    assert not tensors_differing(method.model.encoder.state_dict(), model.encoder.state_dict())
+    val = embed_splits(method, ckpt["config"], ("val",), progress=False)["val"]
     saved = np.load(os.path.join(run_dir, "eval", "epoch_0001", "val_embeds.npy"))
     assert val.embeds.shape == saved.shape == (val.embeds.shape[0], 32)
     np.testing.assert_allclose(val.embeds, saved, rtol=1e-5, atol=1e-6)
 
 
-def test_strict_load_names_the_depth_mismatch(smoke_run):
+def test_strict_load_names_the_depth_mismatch_and_advises_no_refused_flag(smoke_run):
+    """The model is always built from the checkpoint's own architecture keys (overriding them is
+    refused), so a weights/config mismatch must not advise a flag: it names the counts and says
+    the stored config does not describe the weights."""
     run_dir, proc = smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_ckpt(run_dir)
-    with pytest.raises(CheckpointError, match=r"checkpoint has 1 encoder blocks.*model has 2"
-                                              r".*--n_layers 1"):
-        model_from_checkpoint(ckpt, {**ckpt["config"], "n_layers": 2})
-    with pytest.raises(CheckpointError, match=r"decoder.*--n_layers_dec 1"):
-        model_from_checkpoint(ckpt, {**ckpt["config"], "n_layers_dec": 2})
+    for key, part in (("n_layers", "encoder"), ("n_layers_dec", "decoder")):
+        with pytest.raises(CheckpointError, match=rf"checkpoint has 1 {part} blocks.*model has 2 "
+                                                  rf"\({key} 2 in the config used\)") as e:
+            model_from_checkpoint(ckpt, {**ckpt["config"], key: 2})
+        assert "--" not in str(e.value) and "config' entry does not describe" in str(e.value)
     with pytest.raises(CheckpointError, match=r"shape of"):
         model_from_checkpoint(ckpt, {**ckpt["config"], "embedding_size": 64})
+
+
+def test_evaluate_never_advises_a_value_it_then_refuses(smoke_run, tmp_path):
+    """A checkpoint whose weights do not fit its stored config (an edited file): evaluate.py
+    explains that, and neither the old advice (--n_layers 2) nor any other flag is offered."""
+    import subprocess
+    import sys
+
+    from train_helpers import subprocess_env
+
+    run_dir, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_ckpt(run_dir)
+    edited = str(tmp_path / "edited.pth")
+    torch.save({**ckpt, "config": {**ckpt["config"], "n_layers": 2}}, edited)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "evaluate.py", "--ckpt", edited, "--embed_dir",
+                          str(tmp_path / "e")], cwd=root, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "does not describe its weights" in out.stderr and "--n_layers" not in out.stderr
 
 
 def test_missing_resume_file_exits_without_training(args, tmp_path):
@@ -170,16 +199,20 @@ def test_unfrozen_backbone_is_trained_and_saved(args, tmp_path):
 
 
 class _NonFiniteStep(nn.Module):
-    """Stands in for TrainStep: its loss is `value` times a parameter."""
+    """Stands in for a method: its loss is `value` times a parameter."""
+    loss_keys = ("loss", "msm", "mcm_view1", "mcm_view2")
 
     def __init__(self, value):
         super().__init__()
         self.w = nn.Parameter(torch.ones(()))
         self.value = value
 
-    def forward(self, inputs, noise):
+    def forward(self, batch, entropy):
         loss = self.w * self.value
         return {"loss": loss, "msm": loss, "mcm_view1": self.w * 0, "mcm_view2": self.w * 0}
+
+    def after_optimizer_step(self, step):
+        raise AssertionError("no optimizer step may follow a non-finite loss")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -189,7 +222,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step(value):
     batch = {"inputs": torch.zeros(1, 2, 4, 8)}
     with pytest.raises(NonFiniteLossError, match=rf"loss is {value} at step 5 .*Lower --lr"):
         engine.train_one_epoch(step_module, step_module, [batch], optimizer, np.full(10, 0.1),
-                               None, 5, seed=0, rank=0, num_frames=4, device=torch.device("cpu"),
+                               5, seed=0, rank=0, device=torch.device("cpu"),
                                autocast=contextlib.nullcontext)
     assert step_module.w.item() == 1.0 and step_module.w.grad is None
 
@@ -230,13 +263,18 @@ def test_downstream_evaluation_leaves_an_unfrozen_backbone_untouched(args, tmp_p
     frame_encoder = ConvBN("convbn", nn.Sequential(nn.Conv2d(3, 32, 16, 16), nn.BatchNorm2d(32)),
                            num_patches=4, dim=32, input_size=32, mean=CLIP_MEAN, std=CLIP_STD,
                            weights_source="random-init", freeze=False).train()
-    model = build_byov(config).train()
+    from byov.build import build_byov_method
+    from byov.data.layout import load_labels
+    from byov.setup import SPLITS
+
+    method = build_byov_method(config, frame_encoder=frame_encoder).train()
+    videos = {s: list_videos(config["dataset_root"], config["dataset"], s) for s in SPLITS}
+    labels = load_labels(config["dataset_root"], config["dataset"])
     before = {k: v.clone() for k, v in frame_encoder.state_dict().items()}
-    metrics = trainer.downstream(config, frame_encoder, model, torch.device("cpu"),
-                                 contextlib.nullcontext, None, str(tmp_path / "eval"))
+    metrics = trainer.downstream(config, method, videos, labels, str(tmp_path / "eval"))
     assert math.isfinite(metrics["val_score"])
     assert not tensors_differing(frame_encoder.state_dict(), before)  # running stats, counter
-    assert frame_encoder.training and model.training  # training mode given back
+    assert frame_encoder.training and method.model.training  # training mode given back
 
 
 def test_evaluate_ckpt_rebuilds_the_model_and_reuses_embeddings(smoke_run):
@@ -277,7 +315,7 @@ def test_evaluate_ckpt_rebuilds_the_model_and_reuses_embeddings(smoke_run):
     cfg = os.path.join(run_dir, "config.yaml")
     p = evaluate("--config", cfg, "--frozen_features", "--eval_mode", "val", "--json", frozen)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert np.load(os.path.join(run_dir, "eval", "frozen_features", "val_embeds.npy")).shape[1] == 32
+    assert np.load(os.path.join(run_dir, "eval", "baseline_frozen", "val_embeds.npy")).shape[1] == 32
     p = subprocess.run([sys.executable, "-m", "byov.eval.report", "compare", frozen, out,
                         "--names", "frozen", "trained"], cwd=root, env=subprocess_env(),
                        capture_output=True, text=True, timeout=60)

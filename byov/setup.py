@@ -1,0 +1,266 @@
+"""The set-up layer: from the resolved flat config to everything a training run needs.
+
+`build_training(config, info)` is the one place that reads the config for a run. In order:
+1. the run folder: resume or fresh start, checked before anything expensive (`prepare_run`);
+2. the data: every split the run touches is validated up front (labels, frame counts), frame
+   caches and the feature cache are built when missing (`prepare_data`);
+3. the method (`byov.methods`), its optimizer, its schedules and its data loaders.
+The trainer (`byov.trainer`) then only loops.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from byov import checkpoint as ckpt_lib
+from byov import distributed as D
+
+SPLITS = ("train", "val")  # what a training run reads (val: val loss and downstream metrics)
+# Keys that must match on resume beyond the architecture: which parameters the optimizer state
+# belongs to, and everything that shapes the per-step schedules (lr, EMA momentum) and the data
+# each step sees. A resume continues the same run or is refused.
+RESUME_KEYS = ("method", "freeze_base", "batch_size", "steps_per_epoch", "lr", "lr_schedule",
+               "warmup_epochs", "min_lr", "ema_momentum", "seed", "pairing")
+
+
+@dataclass
+class Training:
+    """What `build_training` returns (see the module docstring)."""
+    config: dict
+    info: D.DistInfo
+    method: torch.nn.Module
+    module: torch.nn.Module  # the method, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_set: object
+    val_set: object
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    videos: dict
+    labels: dict
+    steps_per_epoch: int
+    lrs: np.ndarray
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    resume_path: str | None = None
+    start_epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------- run folder
+def schedule_keys(config: Mapping) -> tuple[str, ...]:
+    """RESUME_KEYS, plus `epochs` when the number of steps shapes a schedule (cosine lr, EMA)."""
+    keys = RESUME_KEYS
+    if config["lr_schedule"] == "cosine" or (config["method"] == "byov"
+                                             and config["target"] == "ema"):
+        keys += ("epochs",)
+    return keys
+
+
+def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | None]:
+    """(resume path, resumed checkpoint) after every check a resume or a fresh start needs.
+
+    Raises CheckpointError: a resume whose architecture or schedule keys differ (naming them), a
+    checkpoint without the optimizer/RNG state a resume needs (a weights-only checkpoint: use
+    --init_from), or a fresh run into a folder that holds a run.
+    """
+    out_dir = config["output_dir"]
+    resume_path = ckpt_lib.resolve_resume(config["resume"], out_dir)
+    if resume_path is not None and config["init_from"]:
+        raise ckpt_lib.CheckpointError(
+            f"--init_from {config['init_from']} starts a new run from weights, but --resume "
+            f"{config['resume']} would continue {resume_path}; give one of them")
+    if resume_path is None:
+        last = ckpt_lib.CheckpointManager(out_dir, 0).last_path
+        if os.path.isfile(last):
+            raise ckpt_lib.CheckpointError(
+                f"{out_dir} already holds a run ({last}); a fresh run there would overwrite its "
+                f"checkpoints and logs. Pass --resume auto to continue it, or choose another "
+                f"--output_dir")
+        return None, None
+    resumed = ckpt_lib.load_checkpoint(resume_path)
+    missing = [k for k in ("optimizer", "rng") if resumed.get(k) is None]
+    if missing:
+        raise ckpt_lib.CheckpointError(
+            f"{resume_path} has no {' / '.join(repr(k) for k in missing)} entry (a checkpoint "
+            f"slimmed for sharing?), so it cannot continue its run. To start a new run from its "
+            f"weights, pass --init_from {resume_path} (fresh optimizer, schedules from step 0) "
+            f"and no --resume")
+    ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS, where=resume_path)
+    ckpt_lib.check_compatible(resumed["config"], config, schedule_keys(config),
+                              where=resume_path, what="schedule or data settings")
+    saved_world = resumed.get("world_size")
+    if saved_world is not None and saved_world != info.world_size:
+        raise ckpt_lib.CheckpointError(
+            f"{resume_path} was trained with {saved_world} processes, this run has "
+            f"{info.world_size}: the steps per epoch and each step's pairs would change. Resume "
+            f"with {saved_world} processes (torchrun --nproc_per_node ...)")
+    return resume_path, resumed
+
+
+def set_aside_dead_run(out_dir: str) -> None:
+    """A fresh run into a folder whose previous run died before its first checkpoint: its
+    log.jsonl and tb/ are renamed (kept, never appended to or deleted)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("log.jsonl", "tb"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            aside = os.path.join(out_dir, f"{name}.abandoned-{stamp}")
+            os.replace(path, aside)
+            print(f"{path} belongs to an earlier run that saved no checkpoint; moved to {aside}")
+
+
+# ------------------------------------------------------------------------------------- data
+def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple[dict, dict]:
+    """({split: [Video]}, labels) for SPLITS, validated before the first step.
+
+    Rank 0 generates the synthetic dataset when asked, checks labels and frame counts of every
+    split, and builds the missing h5 frame caches (pixels) or feature-cache entries (tokens /
+    merged, with `frame_encoder`), with progress bars; the other ranks wait, then list.
+    """
+    from byov.data.layout import load_labels
+    from byov.data.validate import validate_dataset
+
+    root, dataset = config["dataset_root"], config["dataset"]
+    if info.is_main and dataset == "synthetic":
+        from byov.data.synthetic import ensure_synthetic
+        if ensure_synthetic(os.path.join(root, "synthetic"), seed=0):
+            print(f"generated the synthetic dataset in {os.path.join(root, 'synthetic')}")
+    D.barrier()
+    reads_frames = config["method"] != "byov" or config["features"] == "fly"
+    # a run from a complete feature cache reads no frames, so a read-only data root without
+    # frame caches is fine then (ensure_feature_cache checks the folders when it must extract)
+    videos = validate_dataset(root, dataset, SPLITS,
+                              config["frame_cache_dir"] if reads_frames else None)
+    labels = load_labels(root, dataset)
+    todo = [v for s in SPLITS for v in videos[s]]
+    if info.is_main:
+        if not reads_frames:
+            from byov.features import ensure_feature_cache
+            ensure_feature_cache(config, todo, frame_encoder)
+        else:
+            from tqdm import tqdm
+
+            from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
+            for v in tqdm(todo, desc="frame caches", unit="video", leave=False):
+                ensure_frame_cache(v, frame_cache_path(v, root, dataset, config["frame_cache_dir"]))
+    D.barrier()
+    return videos, labels
+
+
+# ----------------------------------------------------------------------------------- method
+def build_method_for_run(config: Mapping, info: D.DistInfo, resumed: Mapping | None = None):
+    """(method, videos, labels): the BYOV backbone is built once, before the data, because a
+    missing feature cache is extracted with it. A resumed AE2 run needs no ImageNet weights:
+    the checkpoint holds the whole embedder."""
+    from byov.methods import build_method
+
+    frame_encoder = None
+    if config["method"] == "byov":
+        from byov.build import build_frame_encoder_from_config, check_backbone_width
+        frame_encoder = build_frame_encoder_from_config(config)
+        check_backbone_width(config, frame_encoder)
+    videos, labels = prepare_data(config, info, frame_encoder)
+    method = build_method(config, pretrained=resumed is None and not config["init_from"],
+                          frame_encoder=frame_encoder)
+    return method, videos, labels
+
+
+def _loader(dataset, batch_size: int, info: D.DistInfo, num_workers: int,
+            device: torch.device) -> DataLoader:
+    sampler = (DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                                  shuffle=False, drop_last=False) if info.distributed else None)
+    # No persistent workers: each worker holds a copy of the dataset made when it starts, so with
+    # persistent workers `set_epoch` would never reach them (every epoch would redraw epoch 0's
+    # pairs, and a resumed run would differ from an uninterrupted one).
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, pin_memory=device.type == "cuda",
+                      persistent_workers=False, drop_last=False)
+
+
+def epoch_length(config: Mapping, num_videos: int, world_size: int) -> tuple[int, int]:
+    """(pairs per epoch, optimizer steps per epoch per process).
+
+    Released: one pair per train video per epoch (V pairs), the last batch partial. With
+    `steps_per_epoch` > 0: exactly that many full batches on every process.
+    """
+    batch = config["batch_size"]
+    if config["steps_per_epoch"]:
+        return config["steps_per_epoch"] * batch * world_size, config["steps_per_epoch"]
+    return num_videos, math.ceil(math.ceil(num_videos / world_size) / batch)
+
+
+def load_initial_weights(method, path: str, config: Mapping) -> None:
+    """--init_from: a checkpoint's model weights (strictly), no optimizer, step or RNG."""
+    ckpt = ckpt_lib.load_checkpoint(path)
+    ckpt_lib.check_compatible(ckpt["config"], config, ckpt_lib.ARCH_KEYS + ("method",),
+                              where=path)
+    method.load_state_entries(ckpt, where=path)
+    print(f"initialised the model from {path} (weights only; a new run from step 0)")
+
+
+def build_training(config: dict, info: D.DistInfo) -> Training:
+    """Everything a run needs, from the resolved config (see the module docstring)."""
+    from byov.models.ema import momentum_schedule
+    from byov.schedules import lr_schedule
+
+    device = info.device
+    D.seed_everything(config["seed"], info.rank)
+    resume_path, resumed = prepare_run(config, info)
+    method, videos, labels = build_method_for_run(config, info, resumed)
+    method.to(device)
+
+    pairs, steps_per_epoch = epoch_length(config, len(videos["train"]), info.world_size)
+    total_steps = config["epochs"] * steps_per_epoch
+    lrs = lr_schedule(config["lr"], total_steps, config["warmup_epochs"] * steps_per_epoch,
+                      config["lr_schedule"], config["min_lr"])
+    if config["method"] == "byov" and config["target"] == "ema":
+        method.momenta = momentum_schedule(config["ema_momentum"], total_steps)
+
+    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=config["lr"],
+                                 weight_decay=config["wd"])
+    scaler = D.make_grad_scaler(device, config["precision"])
+    start_epoch, step, best = 0, 0, None
+    if resumed is not None:
+        method.load_state_entries(resumed, where=resume_path)
+        optimizer.load_state_dict(resumed["optimizer"])
+        if resumed.get("scaler") is not None:
+            scaler.load_state_dict(resumed["scaler"])
+        start_epoch, step = resumed["epoch"] + 1, resumed["step"]
+        best = (resumed.get("val_metrics") or {}).get("best")
+        if info.is_main:
+            ckpt_lib.restore_rng_state(resumed["rng"])
+        print(f"[rank {info.rank}] resumed from {resume_path} at epoch {start_epoch}, "
+              f"step {step}")
+    elif config["init_from"]:
+        load_initial_weights(method, config["init_from"], config)
+
+    module = method
+    if info.distributed:
+        module = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
+    train_set = method.pair_dataset(videos["train"], seed=config["seed"], length=pairs)
+    val_set = method.pair_dataset(videos["val"], seed=config["seed"] + 1,
+                                  length=len(videos["val"]))
+    batch = config["batch_size"]
+    train_loader = _loader(train_set, batch, info, config["num_workers"], device)
+    val_loader = _loader(val_set, batch, info, 0, device) if info.is_main else None
+    return Training(config=config, info=info, method=method, module=module,
+                    optimizer=optimizer, scaler=scaler, train_set=train_set, val_set=val_set,
+                    train_loader=train_loader, val_loader=val_loader, videos=videos,
+                    labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
+                    autocast=lambda: D.autocast_context(device, config["precision"]),
+                    resume_path=resume_path, start_epoch=start_epoch, step=step, best=best)
+
+
+__all__ = ["RESUME_KEYS", "SPLITS", "Training", "build_training", "epoch_length",
+           "prepare_data", "prepare_run", "schedule_keys", "set_aside_dead_run"]

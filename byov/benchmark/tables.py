@@ -1,0 +1,187 @@
+"""The benchmark's tables: one per dataset in the papers' layout, mean ± std over seeds.
+
+Columns (BYOV Table 1 / AE2 layout): phase classification F1 regular / ego2exo / exo2ego, frame
+retrieval mAP@10 regular / ego2exo / exo2ego (both x100, as printed in the papers), phase
+progression R^2 (the headline variant: with the frame-index feature for pour_liquid, plain
+elsewhere, as the released evaluator does) and Kendall's tau. Rows: each trained method, each
+trivial baseline, then the published numbers for that dataset where they exist. The spread is the
+sample standard deviation over seeds (n - 1 in the denominator); one seed has none.
+"""
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import os
+import statistics
+from typing import Any
+
+from byov.atomic import atomic_write_json, atomic_write_text
+from byov.benchmark import published
+from byov.benchmark.grid import BASELINES, Grid, Job
+from byov.eval.report import progression_headline
+
+COLUMNS = published.COLUMNS
+TITLES = ("F1 Reg", "F1 E2X", "F1 X2E", "mAP@10 Reg", "mAP@10 E2X", "mAP@10 X2E",
+          "Progression", "τ")
+PERCENT = frozenset(COLUMNS[:6])  # x100 in the tables (F1 and mAP, as in the papers)
+
+
+def headline(metrics: dict, dataset_key: str) -> dict[str, float | None]:
+    """The 8 table columns of one evaluation (evaluate.py --json output), in table units."""
+    out: dict[str, float | None] = {}
+    for group, prefix in (("classification_f1", "f1"), ("retrieval_map10", "map10")):
+        for setting in ("regular", "ego2exo", "exo2ego"):
+            v = (metrics.get(group) or {}).get(setting)
+            out[f"{prefix}_{setting}"] = None if v is None else 100.0 * v
+    out["progression"] = metrics.get(progression_headline(metrics, dataset_key))
+    out["kendalls_tau"] = metrics.get("kendalls_tau")
+    return out
+
+
+def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict[str, Any]]:
+    """{column: {mean, std, n, per_seed}} over the defined (non-null, finite) values."""
+    out = {}
+    for c in COLUMNS:
+        values = [r.get(c) for r in per_seed]
+        defined = [v for v in values if v is not None and math.isfinite(v)]
+        out[c] = {"mean": statistics.fmean(defined) if defined else None,
+                  "std": statistics.stdev(defined) if len(defined) > 1 else None,
+                  "n": len(defined), "per_seed": values}
+    return out
+
+
+def _load(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return data.get("metrics", data) if isinstance(data, dict) else {}
+
+
+def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str) -> dict:
+    """The table (a json-able dict) of one dataset from its finished jobs."""
+    key = jobs[0].dataset_key
+    rows, notes = [], []
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.kind, job.method), []).append(job)
+    for (kind, method), members in groups.items():
+        finished = [j for j in members if j.id in done]
+        missing = [j.name for j in members if j.id not in done]
+        if missing:
+            notes.append(f"not finished (left out): {', '.join(missing)}")
+        if not finished:
+            continue
+        per_seed = [headline(_load(j.metrics_path), key) for j in finished]
+        title = method if kind == "train" else \
+            f"{BASELINES[method].title if method in BASELINES else method} (baseline)"
+        rows.append({"name": title, "kind": "ours" if kind == "train" else "baseline",
+                     "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
+                     "values": aggregate(per_seed),
+                     "files": [j.metrics_path for j in finished]})
+    for name, values in published.published_rows(key).items():
+        rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
+                     "seeds": [], "n": None, "source": published.BYOV_TABLE1_SOURCE,
+                     "values": {c: {"mean": values[c], "std": None, "n": None,
+                                    "per_seed": []} for c in COLUMNS}})
+    if not published.published_rows(key):
+        notes.append(f"no published numbers for dataset '{key}' (BYOV Table 1 covers "
+                     f"{', '.join(published.AE2_DATASETS)})")
+    ckpt = ("best.pth (chosen on val), else last.pth" if checkpoint == "best"
+            else "last.pth")
+    notes.insert(0, f"test split; mean ± sample std over seeds (n = seeds); F1 and mAP@10 x100; "
+                    f"progression R^2 "
+                    f"{'with the frame-index feature' if key == 'pour_liquid' else 'plain'}; "
+                    f"trained methods evaluated with {ckpt}")
+    return {"dataset": dataset, "dataset_key": key, "config": jobs[0].config_path,
+            "columns": list(COLUMNS), "titles": list(TITLES), "rows": rows, "notes": notes}
+
+
+def _cell(value: dict, column: str) -> str:
+    mean, std = value["mean"], value["std"]
+    if mean is None:
+        return "n/a"
+    digits = 2 if column in PERCENT else 4
+    text = _round(mean, digits)
+    return text if std is None else f"{text} ± {_round(std, digits)}"
+
+
+def _round(value: float, digits: int) -> str:
+    """Half away from zero on the shortest decimal form, as a reader rounds (79.565 -> 79.57;
+    binary formatting would print 79.56 because the float is 79.56499...)."""
+    step = decimal.Decimal(1).scaleb(-digits)
+    return str(decimal.Decimal(repr(value)).quantize(step, rounding=decimal.ROUND_HALF_UP))
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| Method | n | " + " | ".join(TITLES) + " |",
+             "|---|---:|" + "---:|" * len(TITLES)]
+    for row in rows:
+        n = "" if row["n"] is None else str(row["n"])
+        lines.append(f"| {row['name']} | {n} | "
+                     + " | ".join(_cell(row["values"][c], c) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def format_table(table: dict) -> str:
+    """Markdown: a heading, the table, then its notes."""
+    head = f"## {table['dataset']}"
+    if table["dataset_key"] != table["dataset"]:
+        head += f" (dataset: {table['dataset_key']})"
+    notes = "\n".join(f"- {n}" for n in table["notes"])
+    return f"{head}\n\n{format_rows(table['rows'])}\n\n{notes}\n"
+
+
+def average_section(tables: list[dict]) -> str:
+    """Published 4-dataset averages (PRISM; BYOV Table 1's mean), and ours averaged over the
+    same four datasets when the grid has all of them."""
+    rows = []
+    by_key = {t["dataset_key"]: t for t in tables}
+    if all(d in by_key for d in published.AE2_DATASETS):
+        names = [r["name"] for r in by_key[published.AE2_DATASETS[0]]["rows"]
+                 if r["kind"] != "published"]
+        for name in names:
+            found = [next((r for r in by_key[d]["rows"] if r["name"] == name), None)
+                     for d in published.AE2_DATASETS]
+            if any(f is None for f in found):
+                continue
+            values = {}
+            for c in COLUMNS:
+                means = [f["values"][c]["mean"] for f in found]
+                values[c] = {"mean": (statistics.fmean(means) if None not in means else None),
+                             "std": None}
+            rows.append({"name": f"{name} (ours, mean of dataset means)", "n": None,
+                         "values": values})
+    for name, values in published.byov_table1_mean().items():
+        rows.append({"name": f"{name} (BYOV Table 1, mean)", "n": None,
+                     "values": {c: {"mean": values[c], "std": None} for c in COLUMNS}})
+    for name, values in published.prism_rows().items():
+        rows.append({"name": f"{name} (PRISM)", "n": None,
+                     "values": {c: {"mean": values[c], "std": None} for c in COLUMNS}})
+    return ("## Published, 4-dataset average\n\n"
+            "Averages over Break Eggs, Pour Milk, Pour Liquid and Tennis Forehand, not "
+            "per-dataset numbers: compare them only with an average over the same four "
+            f"datasets. Sources: {published.PRISM_AVERAGE_SOURCE}; "
+            f"{published.BYOV_TABLE1_SOURCE}, averaged here. PRISM's CLIP tau (0.047) differs "
+            "from the mean of BYOV's CLIP row (0.0196); one of them is mis-transcribed.\n\n"
+            + format_rows(rows) + "\n")
+
+
+def write_tables(grid: Grid, jobs: list[Job], done: set[int]) -> list[str]:
+    """<output_root>/tables/<dataset>.md|json and <output_root>/tables.md; returns the paths."""
+    folder = os.path.join(grid.output_root, "tables")
+    tables, paths = [], []
+    for dataset, _ in grid.datasets:
+        members = [j for j in jobs if j.dataset == dataset]
+        if not members:
+            continue
+        table = dataset_table(dataset, members, done, grid.checkpoint)
+        tables.append(table)
+        md, js = os.path.join(folder, f"{dataset}.md"), os.path.join(folder, f"{dataset}.json")
+        atomic_write_text(md, format_table(table))
+        atomic_write_json(js, table)
+        paths += [md, js]
+    combined = os.path.join(grid.output_root, "tables.md")
+    text = f"# Benchmark tables\n\nGrid: {grid.path}\n\n" + "\n".join(
+        format_table(t) for t in tables) + "\n" + average_section(tables)
+    atomic_write_text(combined, text)
+    return paths + [combined]

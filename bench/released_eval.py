@@ -1,11 +1,17 @@
-"""A faithful re-statement of the released AE2/BYOV evaluation loops, for TIMING ONLY.
+"""A faithful re-statement of the released AE2/BYOV evaluation loops: the timing baseline of
+`bench/eval_speed.py` and the judge of the parity tests on inputs without stored numbers.
 
-Same algorithms and call pattern as the released metric files (REFERENCE §6), fed from arrays
-instead of the dataset objects: a per-query sklearn NearestNeighbors loop with Python filtering
-(retrieval), three sequential SVC fits that also score the train and eval accuracies the
-release computes and discards (classification), per-phase LinearRegression with the released
-train score (progression), and a double Python loop of cdist + scipy kendalltau per ordered pair
-(Kendall's tau, run by the release on the train split too). Never used by the library.
+Same algorithms, calls and precision as AE2's released `evaluation/{classification,
+frame_retrieval,event_completion,kendalls_tau}.py` (shared by BYOV), fed from arrays instead of
+the dataset objects: three sequential `SVC(decision_function_shape='ovo')` fits that also score
+the train and eval accuracies the release computes and discards (classification); one
+`NearestNeighbors(n_neighbors=N, algorithm='auto')` fit on the eval embeddings as given, then
+`kneighbors([embeddings[i]])` per query with Python filtering, separately for Regular and
+cross-view (retrieval; this call decides the order of tied neighbours, see
+docs/evaluation.md#ties); per-phase `LinearRegression` with K = max(label) + 1 per split and the
+released train score (progression); a double Python loop of cdist + scipy kendalltau per ordered
+pair (Kendall's tau, which the release also runs on the train split). Labels go through
+unchanged, so background frames (-1) are treated as released. Never used by the library.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def _retrieval_ap_at_k(lengths, video_ego, embeddings, labels, k_list, cross_vie
             frameid2videoid[frameid] = [i, bool(video_ego[i]), frameid - cur]
         cur += n
     for i in range(0, embeddings.shape[0], query_step):  # query_step > 1: timing estimates
-        _, indices = nbrs.kneighbors([embeddings[i]])
+        _, indices = nbrs.kneighbors([embeddings[i]])  # the released call: it orders ties
         indices = indices.flatten()
         if cross_view:
             indices = [j for j in indices if frameid2videoid[j][0] != frameid2videoid[i][0]

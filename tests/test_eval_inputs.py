@@ -48,8 +48,10 @@ def test_bad_view_and_bad_labels():
     with pytest.raises(EvalInputError, match="view 'top'.*'ego' or 'exo'"):
         s.validate()
     s = make_split(["ego", "exo"])
-    s.labels[0] = -1
-    with pytest.raises(EvalInputError, match="phase ids >= 0"):
+    s.labels[0] = -1  # background: accepted
+    s.validate()
+    s.labels[0] = -2
+    with pytest.raises(EvalInputError, match=r"phase ids >= 0 or -1 \(background\), found -2"):
         s.validate()
     s = make_split(["ego", "exo"])
     with pytest.raises(EvalInputError, match="train embeddings are 4-dim but 'e' embeddings"):
@@ -112,19 +114,103 @@ def test_fewer_candidates_than_k():
         frame_retrieval(evl.embeds, evl.labels, evl.video_ids, evl.is_ego, ks=(5, 15))
     got = frame_retrieval(evl.embeds, evl.labels, evl.video_ids, evl.is_ego, ks=(12,))
     assert set(got[12]) == {"regular", "ego2exo", "exo2ego"}
+    # through evaluate_embeddings: @15 is n/a with a note, @5 and @10 are computed
+    m = evaluate_embeddings(make_split(["ego", "exo"]), evl, tasks="2", progress=False)
+    assert m["retrieval_map"]["15"] == {"regular": None, "ego2exo": None, "exo2ego": None}
+    assert all(v is not None for k in ("5", "10") for v in m["retrieval_map"][k].values())
+    assert m["retrieval_map10"] == m["retrieval_map"]["10"]
+    assert len(m["notes"]) == 3 and all(n.startswith("retrieval_map.15.") and "only 12" in n
+                                        for n in m["notes"])
 
 
-def test_progression_phase_errors():
+def test_a_single_eval_video_leaves_retrieval_na_and_the_rest_computed():
     train = make_split(["ego", "exo"])
-    evl = make_split(["ego", "exo"], phases=4, n=24, name="e")
-    with pytest.raises(EvalInputError, match="eval split has phase 3 but the train split's "
-                                             "phases are 0..2"):
+    evl = make_split(["ego"], seed=1, name="e")
+    m = evaluate_embeddings(train, evl, progress=False)
+    assert all(v is None for by_s in m["retrieval_map"].values() for v in by_s.values())
+    assert any(n.startswith("retrieval_map.10.regular: n/a") and "only 0" in n
+               for n in m["notes"])
+    assert m["classification_f1"]["regular"] is not None
+    assert m["progression_r2"] is not None
+    assert m["kendalls_tau"] is None  # one video, no pair
+
+
+def test_progression_phase_missing_from_the_eval_split_is_na():
+    train = make_split(["ego", "exo", "ego"])
+    evl = make_split(["ego", "exo"], seed=1, name="e")
+    evl.labels[evl.labels == 1] = 0  # no eval video contains phase 1 (released: R^2 of nothing)
+    m = evaluate_embeddings(train, evl, progress=False)
+    assert m["progression_r2"] is None and m["progression_r2_with_time_feature"] is None
+    assert [n for n in m["notes"] if n.startswith("progression_r2")] == [
+        "progression_r2: n/a, phase(s) [1] of the train split's 0..2 occur in no eval video, "
+        "so their R^2 cannot be scored"]
+    # every other task still ran
+    assert None not in m["classification_f1"].values()
+    assert None not in m["retrieval_map10"].values() and m["kendalls_tau"] is not None
+    evl.labels[evl.labels == 2] = 0  # the highest phase too (released: an IndexError)
+    m = evaluate_embeddings(train, evl, tasks="3", progress=False)
+    assert m["progression_r2"] is None and "phase(s) [1, 2]" in m["notes"][0]
+    with pytest.raises(EvalInputError, match=r"progression: phase\(s\) \[1, 2\]"):
         phase_progression(train.embeds, train.labels, train.videos, evl.embeds, evl.labels,
                           evl.videos, False)
-    train.labels[train.labels == 1] = 0  # phase 1 in no train video
-    with pytest.raises(EvalInputError, match="phase 1 has a target on 0 train frame"):
-        phase_progression(train.embeds, train.labels, train.videos, evl.embeds[:48],
-                          evl.labels[:48] % 3, evl.videos, False)
+
+
+def test_progression_phase_missing_from_the_train_split_is_na():
+    train = make_split(["ego", "exo"])
+    train.labels[train.labels == 1] = 0  # phase 1 in no train video: nothing to fit
+    m = evaluate_embeddings(train, make_split(["ego", "exo"], seed=1, name="e"), tasks="3",
+                            progress=False)
+    assert m["progression_r2"] is None
+    assert m["notes"] == ["progression_r2: n/a, phase(s) [1] of 0..2 occur in no train video, "
+                          "so their regressions cannot be fit"]
+
+
+def test_progression_eval_phase_above_the_train_phases_is_left_out_as_released():
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import released_eval
+
+    train = make_split(["ego", "exo"])
+    evl = make_split(["ego", "exo"], phases=4, seed=1, name="e")
+    m = evaluate_embeddings(train, evl, tasks="3", progress=False)
+    for key, tf in (("progression_r2", False), ("progression_r2_with_time_feature", True)):
+        want = released_eval.progression(train.embeds, train.labels, train.lengths, evl.embeds,
+                                         evl.labels, evl.lengths, tf)
+        assert m[key] == pytest.approx(want, abs=1e-6)
+    assert m["notes"] == ["progression_r2: eval phase(s) [3] are above the train split's "
+                          "phases and are not scored (as released)"]
+
+
+def test_all_background_training_labels():
+    train = make_split(["ego", "exo"])
+    train.labels[:] = -1
+    m = evaluate_embeddings(train, make_split(["ego", "exo"], seed=1, name="e"), tasks="13",
+                            progress=False)
+    assert m["classification_f1"] == {"regular": None, "ego2exo": None, "exo2ego": None}
+    assert m["progression_r2"] is None
+    assert "single phase (-1)" in m["notes"][0]
+    assert m["notes"][-1] == ("progression_r2: n/a, the train split has no phase labels (every "
+                              "frame is background, -1)")
+
+
+def test_a_failing_task_loses_no_other_task(monkeypatch):
+    import byov.eval.kendall
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of cheese")
+
+    monkeypatch.setattr(byov.eval.kendall, "kendalls_tau", broken)
+    train = make_split(["ego", "exo"])
+    with pytest.warns(RuntimeWarning, match="evaluation task kendall failed"):
+        m = evaluate_embeddings(train, make_split(["ego", "exo"], seed=1, name="e"),
+                                progress=False)
+    assert m["kendalls_tau"] is None and set(m["kendalls_tau_by_view"].values()) == {None}
+    assert m["notes"] == ["kendall: n/a, failed with RuntimeError: out of cheese"]
+    assert None not in m["classification_f1"].values()
+    assert None not in m["retrieval_map10"].values()
+    assert m["progression_r2"] is not None
+    json.dumps(m, allow_nan=False)  # still a valid metrics.json
 
 
 def test_parse_tasks():

@@ -1,4 +1,4 @@
-"""The AE2 downstream evaluation (REFERENCE §6): four tasks on per-frame embeddings.
+"""The AE2 downstream evaluation (docs/evaluation.md): four tasks on per-frame embeddings.
 
 `evaluate_embeddings(train, evl)` returns a dict with the keys of the parity fixture
 (`classification_f1`, `retrieval_map10`, `progression_r2`, `progression_r2_with_time_feature`,
@@ -6,15 +6,19 @@
 `kendalls_tau_by_view`, `progression_headline`, `few_shot` (when asked), `seconds` (wall time
 per task) and `notes`.
 
-"n/a" policy: a setting the splits cannot support (a cross-view setting when a split has no ego
-or no exo videos; an SVM setting whose training frames hold a single phase; Kendall's tau with
-no defined pair) gets the value None and a `notes` entry saying why. Inputs that are wrong rather
-than merely small (row-count mismatch, NaN/inf, bad views, fewer retrieval candidates than K,
-phases missing from a split for progression) raise EvalInputError.
+"n/a" policy: a value the splits cannot support is None with a `notes` entry saying why, and
+every other value is still computed: a cross-view setting when a split has no ego or no exo
+videos; an SVM setting whose training frames hold a single class; retrieval @K when some query
+keeps fewer than K candidates; progression when a train phase is missing from either split (or
+has a single eval frame); Kendall's tau with no defined pair; and, as a last resort, a task that
+fails for any other reason (the note names the error). Input that is wrong rather than small
+raises EvalInputError before any task runs: row counts that disagree, NaN/inf embeddings, bad
+views, labels below -1, splits of different widths.
 """
 from __future__ import annotations
 
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -63,6 +67,91 @@ def _settings(unavailable: dict[str, str], key: str, notes: list[str]) -> list[s
     return [s for s in SETTINGS if s not in unavailable]
 
 
+def _classification(train, evl, notes, n_jobs, progress):
+    from byov.eval import classification
+
+    run = _settings(classification.unavailable_settings(train.labels, train.is_ego, evl.is_ego),
+                    "classification_f1", notes)
+    res = classification.phase_classification(train.embeds, train.labels, train.is_ego,
+                                              evl.embeds, evl.labels, evl.is_ego,
+                                              settings=run, n_jobs=n_jobs, progress=progress)
+    return {"classification_f1": {s: res.get(s) for s in SETTINGS}}
+
+
+def _retrieval(evl, notes, ks, progress):
+    from byov.eval import retrieval
+
+    run = _settings(retrieval.unavailable_settings(evl.is_ego), "retrieval_map", notes)
+    for s, by_k in retrieval.unsupported_ks(evl.video_ids, evl.is_ego, ks, run).items():
+        for k, why in by_k.items():
+            notes.append(f"retrieval_map.{k}.{s}: n/a, {why}")
+    res = retrieval.frame_retrieval(evl.embeds, evl.labels, evl.video_ids, evl.is_ego, ks=ks,
+                                    settings=run, progress=progress, missing="null")
+    return {"retrieval_map10": {s: res[10].get(s) for s in SETTINGS},
+            "retrieval_map": {str(k): {s: res[k].get(s) for s in SETTINGS} for k in ks}}
+
+
+def _progression(train, evl, notes, time_feature):
+    from byov.eval import progression
+
+    out = {"progression_r2": None, "progression_r2_with_time_feature": None,
+           "progression_headline": ("progression_r2_with_time_feature" if time_feature
+                                    else "progression_r2")}
+    why = progression.unavailable_reason(train.labels, train.videos, evl.labels, evl.videos)
+    if why:
+        notes.append(f"progression_r2: n/a, {why}")
+        return out
+    extra = progression.unscored_eval_phases(train.labels, evl.labels)
+    if extra:
+        notes.append(f"progression_r2: eval phase(s) {extra} are above the train split's "
+                     f"phases and are not scored (as released)")
+
+    def run(tf):
+        return progression.phase_progression(train.embeds, train.labels, train.videos,
+                                             evl.embeds, evl.labels, evl.videos, tf)
+
+    # both variants always; LAPACK releases the GIL, so they overlap, one BLAS thread each
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        out["progression_r2"], out["progression_r2_with_time_feature"] = pool.map(
+            run, (False, True))
+    return out
+
+
+def _kendall(evl, notes, progress):
+    from byov.eval import kendall
+
+    tau, by_view = kendall.kendalls_tau(evl.embeds, evl.videos, progress=progress)
+    if np.isnan(tau):
+        notes.append(f"kendalls_tau: n/a, no pair of '{evl.split}' videos gives a defined "
+                     f"tau (needs 2+ videos with 2+ frames after stride 5, and a "
+                     f"non-constant nearest-neighbour sequence)")
+        tau = None
+    return {"kendalls_tau": tau, "kendalls_tau_by_view": by_view}
+
+
+def _few_shot(train, evl, notes, n_jobs, progress):
+    from byov.eval import fewshot
+
+    entries, fs_notes = fewshot.few_shot_classification(
+        train.embeds, train.labels, train.lengths, evl.embeds, evl.labels, n_jobs=n_jobs,
+        progress=progress)
+    notes.extend(fs_notes)
+    return {"few_shot": entries}
+
+
+# what a task writes when it fails unexpectedly: its keys, all None
+_FAILED = {
+    "classification": lambda ks: {"classification_f1": dict.fromkeys(SETTINGS)},
+    "retrieval": lambda ks: {"retrieval_map10": dict.fromkeys(SETTINGS),
+                             "retrieval_map": {str(k): dict.fromkeys(SETTINGS) for k in ks}},
+    "progression": lambda ks: {"progression_r2": None,
+                               "progression_r2_with_time_feature": None},
+    "kendall": lambda ks: {"kendalls_tau": None, "kendalls_tau_by_view": dict.fromkeys(
+        ("ego-ego", "exo-exo", "ego-exo", "exo-ego"))},
+    "few_shot": lambda ks: {"few_shot": None},
+}
+
+
 def evaluate_embeddings(train: SplitData, evl: SplitData, tasks: Sequence[str] | str = TASKS,
                         time_feature: bool = False, few_shot: bool = False,
                         ks: Sequence[int] = (5, 10, 15), progress: bool = True,
@@ -70,15 +159,20 @@ def evaluate_embeddings(train: SplitData, evl: SplitData, tasks: Sequence[str] |
     """Run the requested tasks (train split fits; eval split scores).
 
     Args:
-        train, evl: validated here; they must share the embedding width.
+        train, evl: validated here; they must share the embedding width. Labels are phase ids,
+            -1 for background frames (treated as the released code does: a class for the SVM,
+            a label like any other for retrieval, no phase for progression).
         tasks: names or the digit string (see parse_tasks).
-        time_feature: which progression variant is the headline (both are always computed,
-            DEC 22); True for pour_liquid.
-        few_shot: also run the §6.3 few-shot protocol (slow).
+        time_feature: which progression variant is the headline (both are always computed);
+            True for pour_liquid.
+        few_shot: also run the few-shot protocol (slow; docs/evaluation.md).
         ks: retrieval cut-offs; 10 (the headline) is always included.
+    Returns:
+        the metrics dict described in the module docstring; a task that cannot run on these
+        splits, or fails, leaves None values and a note, and the other tasks still run.
+    Raises:
+        EvalInputError: wrong input (see the module docstring), before any task runs.
     """
-    from byov.eval import classification, fewshot, kendall, progression, retrieval
-
     train.validate()
     evl.validate()
     if train.embeds.shape[1] != evl.embeds.shape[1]:
@@ -86,62 +180,30 @@ def evaluate_embeddings(train: SplitData, evl: SplitData, tasks: Sequence[str] |
                              f"'{evl.split}' embeddings are {evl.embeds.shape[1]}-dim; both "
                              f"splits must come from the same model")
     tasks = parse_tasks(tasks)
+    ks = sorted(set(int(k) for k in ks) | {10})
     out: dict = {}
     notes: list[str] = []
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    if "classification" in tasks:
-        run = _settings(classification.unavailable_settings(train.labels, train.is_ego,
-                                                            evl.is_ego),
-                        "classification_f1", notes)
-        res = classification.phase_classification(train.embeds, train.labels, train.is_ego,
-                                                  evl.embeds, evl.labels, evl.is_ego,
-                                                  settings=run, n_jobs=n_jobs,
-                                                  progress=progress)
-        out["classification_f1"] = {s: res.get(s) for s in SETTINGS}
-        seconds["classification"] = time.perf_counter() - t0
-    if "retrieval" in tasks:
+    jobs = {
+        "classification": lambda: _classification(train, evl, notes, n_jobs, progress),
+        "retrieval": lambda: _retrieval(evl, notes, ks, progress),
+        "progression": lambda: _progression(train, evl, notes, time_feature),
+        "kendall": lambda: _kendall(evl, notes, progress),
+        "few_shot": lambda: _few_shot(train, evl, notes, n_jobs, progress),
+    }
+    for task in tasks + (["few_shot"] if few_shot else []):
         t0 = time.perf_counter()
-        ks = sorted(set(int(k) for k in ks) | {10})
-        run = _settings(retrieval.unavailable_settings(evl.is_ego), "retrieval_map", notes)
-        res = retrieval.frame_retrieval(evl.embeds, evl.labels, evl.video_ids, evl.is_ego,
-                                        ks=ks, settings=run, progress=progress)
-        out["retrieval_map10"] = {s: res[10].get(s) for s in SETTINGS}
-        out["retrieval_map"] = {str(k): {s: res[k].get(s) for s in SETTINGS} for k in ks}
-        seconds["retrieval"] = time.perf_counter() - t0
+        try:
+            out.update(jobs[task]())
+        except Exception as e:  # noqa: BLE001 -- one task's failure must not lose the others
+            out.update(_FAILED[task](ks))
+            notes.append(f"{task}: n/a, failed with {type(e).__name__}: {e}")
+            warnings.warn(f"evaluation task {task} failed ({type(e).__name__}: {e}); its "
+                          f"values are null and the other tasks still run", RuntimeWarning)
+        seconds[task] = time.perf_counter() - t0
     if "progression" in tasks:
-        t0 = time.perf_counter()
-
-        def prog(tf):
-            return progression.phase_progression(train.embeds, train.labels, train.videos,
-                                                 evl.embeds, evl.labels, evl.videos, tf)
-
-        # both variants always (DEC 22); LAPACK releases the GIL, so they overlap, one BLAS
-        # thread each
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(2) as pool:
-            plain, timed = pool.map(prog, (False, True))
-        out["progression_r2"], out["progression_r2_with_time_feature"] = plain, timed
-        out["progression_headline"] = ("progression_r2_with_time_feature" if time_feature
-                                       else "progression_r2")
-        seconds["progression"] = time.perf_counter() - t0
-    if "kendall" in tasks:
-        t0 = time.perf_counter()
-        tau, by_view = kendall.kendalls_tau(evl.embeds, evl.videos, progress=progress)
-        if np.isnan(tau):
-            notes.append(f"kendalls_tau: n/a, no pair of '{evl.split}' videos gives a defined "
-                         f"tau (needs 2+ videos with 2+ frames after stride 5, and a "
-                         f"non-constant nearest-neighbour sequence)")
-            tau = None
-        out["kendalls_tau"] = tau
-        out["kendalls_tau_by_view"] = by_view
-        seconds["kendall"] = time.perf_counter() - t0
-    if few_shot:
-        t0 = time.perf_counter()
-        out["few_shot"], fs_notes = fewshot.few_shot_classification(
-            train.embeds, train.labels, train.lengths, evl.embeds, evl.labels,
-            n_jobs=n_jobs, progress=progress)
-        notes.extend(fs_notes)
-        seconds["few_shot"] = time.perf_counter() - t0
+        out.setdefault("progression_headline", "progression_r2_with_time_feature"
+                       if time_feature else "progression_r2")
     out["seconds"] = seconds
     out["notes"] = notes
     return out

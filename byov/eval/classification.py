@@ -1,8 +1,10 @@
-"""Task 1, action phase classification F1 (REFERENCE §6.2).
+"""Task 1, action phase classification F1 (docs/evaluation.md, "Phase classification").
 
 An RBF SVM at sklearn's defaults (`SVC(decision_function_shape='ovo')`, no feature scaling) is fit
-on train-split frames and scored with weighted F1 on eval-split frames:
-Regular (all -> all), Ego2Exo (train ego -> eval exo), Exo2Ego (train exo -> eval ego).
+on train-split frames and scored with weighted F1 on eval-split frames (AE2's released
+`evaluation/classification.py`, shared by BYOV): Regular (all -> all), Ego2Exo (train ego -> eval
+exo), Exo2Ego (train exo -> eval ego). Labels are classes as they are, so background frames (-1)
+form one more class, as in the released code.
 
 libsvm releases the GIL while fitting, so the three fits run in threads (each is deterministic,
 so the result equals the sequential one), and each model predicts as soon as it is fit, through

@@ -1,10 +1,10 @@
-"""Squared Euclidean distances in float64, shared by retrieval and Kendall's tau.
+"""Squared Euclidean distances in float64, for Kendall's tau's nearest frames.
 
-The released metrics rank with sklearn's NearestNeighbors (retrieval) and scipy's cdist (tau);
-both order by float64 squared distances. Here they come from one BLAS product
-(|q|^2 - 2 q.c + |c|^2), which agrees with both except on near-ties at the last bits. Exact
-duplicate candidate rows are collapsed first, so they get bit-identical distances and the tie
-goes to the lower candidate index, as with the released `argmin`/stable sort.
+The released tau takes `argmin(cdist(q, c, 'sqeuclidean'))` (first index on ties). Here the
+distances come from one BLAS product (|q|^2 - 2 q.c + |c|^2), which agrees with cdist except on
+near-ties at the last bits. Exact duplicate candidate rows are collapsed first, so they get
+bit-identical distances and the tie goes to the lower candidate index, as with the released
+argmin. (Retrieval has its own tie handling, see `byov.eval.retrieval`.)
 """
 from __future__ import annotations
 

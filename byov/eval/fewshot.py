@@ -1,9 +1,10 @@
-"""Few-shot phase classification (REFERENCE §6.3): the released intent, made runnable.
+"""Few-shot phase classification (docs/evaluation.md, "Few-shot"): the released intent, made
+runnable (as released it unpacks four values from a function that returns one).
 
 For k labelled train videos, episode i draws `random.Random(seed + i).sample(range(V), k)` (the
-same draw as the released `random.seed(seed + i); random.sample(...)`, without touching global
-RNG state), fits the §6.2 SVM on all frames of those videos and scores weighted F1 and accuracy
-on all eval frames (the Regular setting), plus accuracy on the unselected train frames
+same draw as the released `random.seed(seed + i); random.sample(...)`, without touching global RNG
+state), fits the classification SVM on all frames of those videos and scores weighted F1 and
+accuracy on all eval frames (the Regular setting), plus accuracy on the unselected train frames
 ("propagation"; 0 when k = V). k in {1, 2, 3, 5, 10, int(0.5 V), V} with 50 / 10 / 1 episodes.
 Runs only when asked (`--few_shot`).
 """

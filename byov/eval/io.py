@@ -29,7 +29,7 @@ class SplitData:
 
     Attributes:
         embeds: (N, D) float array, the rows of all videos concatenated in `videos` order.
-        labels: (N,) int64 phase ids in 0..K-1.
+        labels: (N,) int64 phase ids in 0..K-1, or -1 for background frames.
         videos: one dict per video, in row order: {"name": str, "view": "ego"|"exo",
             "num_frames": int}; the num_frames sum to N.
         split: the split's name, used in error messages only.
@@ -111,8 +111,9 @@ class SplitData:
         if bad:
             raise EvalInputError(f"{name}: {bad} of {len(x)} embedding rows contain NaN or inf; "
                                  f"re-extract the embeddings (a diverged model or a failed cast)")
-        if y.min() < 0:
-            raise EvalInputError(f"{name}: labels must be phase ids >= 0, found {int(y.min())}")
+        if y.min() < -1:
+            raise EvalInputError(f"{name}: labels must be phase ids >= 0 or -1 (background), "
+                                 f"found {int(y.min())}")
         return self
 
 

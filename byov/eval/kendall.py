@@ -1,9 +1,11 @@
-"""Task 4, Kendall's tau temporal alignment on the eval split (REFERENCE §6.6).
+"""Task 4, Kendall's tau temporal alignment on the eval split (docs/evaluation.md).
 
 For every ordered pair (i, j), i != j, of eval videos (views mixed), both videos are sub-sampled
 with stride 5; each query frame of i takes its nearest frame of j (argmin of squared Euclidean
-distance, first index on ties) and tau_ij = scipy's kendalltau(arange(n_i), nn).statistic
-(tau-b). NaN pairs (constant nn, or a single sub-sampled frame) are dropped; the mean is reported.
+distance, first index on ties) and tau_ij = scipy's kendalltau(arange(n_i), nn).statistic (tau-b).
+NaN pairs (constant nn, or a single sub-sampled frame) are dropped; the mean is reported (AE2's
+released `evaluation/kendalls_tau.py`, shared by BYOV). Labels are not used, so background frames
+change nothing.
 
 Vectorised: one distance block per group of query videos against all sub-sampled frames gives
 every pair's nearest neighbours at once (segment-wise argmin), and tau-b is computed for all

@@ -21,7 +21,7 @@ def _num(v) -> str:
 
 def progression_headline(metrics: dict, dataset: str | None = None) -> str:
     """The progression key the table leads with: the metrics' own choice when recorded,
-    otherwise the time-feature variant for pour_liquid and the plain one elsewhere [DEC 22]."""
+    otherwise the time-feature variant for pour_liquid and the plain one elsewhere."""
     if metrics.get("progression_headline"):
         return metrics["progression_headline"]
     return ("progression_r2_with_time_feature" if dataset == "pour_liquid"

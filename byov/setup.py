@@ -133,7 +133,9 @@ def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple
     root, dataset = config["dataset_root"], config["dataset"]
     if info.is_main and dataset == "synthetic":
         from byov.data.synthetic import ensure_synthetic
-        if ensure_synthetic(os.path.join(root, "synthetic"), seed=0):
+        # the demo's own generated data: a folder from an older generator version is replaced
+        # whole (only when it holds nothing but this generator's videos), never reused stale
+        if ensure_synthetic(os.path.join(root, "synthetic"), seed=0, replace_stale=True):
             print(f"generated the synthetic dataset in {os.path.join(root, 'synthetic')}")
     D.barrier()
     reads_frames = config["method"] != "byov" or config["features"] == "fly"

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     config, splits, kinds = parse(sys.argv[1:] if argv is None else list(argv))
     if config["dataset"] == "synthetic":  # as train.py: the demo data is generated on demand
         from byov.data.synthetic import ensure_synthetic
-        ensure_synthetic(os.path.join(config["dataset_root"], "synthetic"), seed=0)
+        ensure_synthetic(os.path.join(config["dataset_root"], "synthetic"), seed=0,
+                         replace_stale=True)
     stats = extract_from_config(config, splits, kinds)
     print(f"{'+'.join(kinds)} features of {stats['videos']} videos ({stats['frames']} frames, "
           f"{stats['frames_per_s']:.1f} frames/s), {stats['skipped']} already done, in "

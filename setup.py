@@ -20,6 +20,7 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6.0",
         "tensorboard>=2.10",
+        "matplotlib>=3.6",
     ],
     extras_require={"dev": ["pytest>=7", "scikit-video>=1.1.11"]},
 )

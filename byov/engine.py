@@ -10,7 +10,6 @@ import contextlib
 import math
 from typing import Callable, Iterable, Mapping
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -54,37 +53,39 @@ def check_finite(out: Mapping, keys: Iterable[str], step: int) -> None:
             f"fp32, or resume from the last good checkpoint")
 
 
-def train_one_epoch(module: nn.Module, method: nn.Module, loader: Iterable,
-                    optimizer: torch.optim.Optimizer, lr_values: np.ndarray, start_step: int, *,
-                    seed: int, rank: int, device: torch.device,
-                    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                    scaler=None, grad_clip: float = 0.0, meter=None,
-                    on_log: Callable[[int, dict], None] | None = None, log_every: int = 4,
+def train_one_epoch(t, start_step: int, *, meter=None,
+                    on_log: Callable[[int, dict], None] | None = None,
                     progress=None) -> tuple[int, dict]:
-    """Run one epoch. Returns (next global step, mean of each loss term over the epoch).
+    """Run one epoch of a run built by `byov.setup.build_training`.
 
     Args:
-        module: what is called (the method, or its DDP wrapper); `method` is the unwrapped one
-            (its `loss_keys` and `after_optimizer_step`, e.g. the EMA teacher update).
-        lr_values: per-step learning rates indexed by the global step.
+        t: the `Training` (its module, method, train_loader, optimizer, per-step `lrs`, scaler,
+            autocast, info and config: seed, grad_clip, log_every).
+        start_step: the global step of the epoch's first optimizer step (schedules and the
+            step's randomness are indexed by it).
+        meter, on_log, progress: throughput meter, `on_log(step, scalars)` every `log_every`
+            steps, and a tqdm bar.
+    Returns:
+        (next global step, mean of each of the method's loss terms over the epoch).
     Raises:
         NonFiniteLossError: before the optimizer step of a NaN/inf loss.
     """
-    module.train()
+    method, config = t.method, t.config
+    t.module.train()
     keys = method.loss_keys
     sums = {k: 0.0 for k in keys}
     n, step = 0, start_step
-    for batch in loader:
+    for batch in t.train_loader:
         if meter is not None:
             meter.data_ready()
-        lr = float(lr_values[min(step, len(lr_values) - 1)])
-        for group in optimizer.param_groups:
+        lr = float(t.lrs[min(step, len(t.lrs) - 1)])
+        for group in t.optimizer.param_groups:
             group["lr"] = lr
-        batch = to_device(batch, device)
-        with autocast():
-            out = module(batch, (seed, 0, step, rank))
+        batch = to_device(batch, t.info.device)
+        with t.autocast():
+            out = t.module(batch, (config["seed"], 0, step, t.info.rank))
         check_finite(out, keys, step)
-        optimizer_step(out["loss"], optimizer, scaler, grad_clip)
+        optimizer_step(out["loss"], t.optimizer, t.scaler, config["grad_clip"])
         extra = method.after_optimizer_step(step)
         values = {k: out[k].item() for k in keys}
         for key, value in values.items():
@@ -97,7 +98,7 @@ def train_one_epoch(module: nn.Module, method: nn.Module, loader: Iterable,
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{values['loss']:.4f}")
-        if on_log is not None and (step % log_every == 0):
+        if on_log is not None and (step % config["log_every"] == 0):
             scalars = {f"train/{k}": v for k, v in values.items()}
             scalars["train/lr"] = lr
             scalars.update({f"train/{k}": v for k, v in extra.items()})

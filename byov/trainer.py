@@ -84,11 +84,8 @@ def _run(t: Training) -> dict:
         t0 = time.perf_counter()
         meter.reset_timer()  # the previous epoch's validation / checkpoint time is not a step's
         step, train_loss = train_one_epoch(
-            t.module, t.method, t.train_loader, t.optimizer, t.lrs, step, seed=config["seed"],
-            rank=info.rank, device=info.device, autocast=t.autocast, scaler=t.scaler,
-            grad_clip=config["grad_clip"], meter=meter,
-            on_log=lambda s, sc: logger.log(s, epoch=epoch, **sc),
-            log_every=config["log_every"], progress=bar)
+            t, step, meter=meter, on_log=lambda s, sc: logger.log(s, epoch=epoch, **sc),
+            progress=bar)
         bar.close()
         train_loss = {k: D.all_reduce_mean(v) for k, v in train_loss.items()}
         summary = {"epoch_seconds": time.perf_counter() - t0,

@@ -36,7 +36,7 @@ ckpt=$out/checkpoints/best.pth
 stem=$(basename "$ckpt" .pth)
 python evaluate.py --config "configs/$name.yaml" "$@" --ckpt "$ckpt" \
   --json "$out/eval/$stem/metrics_test.json"
-if [ "${name##*/}" = demo ]; then
+if [ "$name" = demo ]; then
   # the same four tasks on the trivial baselines: relative time t/L alone, the frozen backbone's
   # merged features, and the untrained model; a trained model must beat all three
   names=()
@@ -50,3 +50,6 @@ if [ "${name##*/}" = demo ]; then
   python -m byov.eval.report compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
     --names "${names[@]}" "$method ($stem.pth)"
 fi
+# the visual report of the tested checkpoint (README "Report"); prints the path of its index.html
+python -m byov.report "$out" --ckpt "$ckpt" --split test ||
+  echo "run.sh: the report failed (message above); training and evaluation are done" >&2

@@ -173,7 +173,11 @@ def test_real_log_keys(report):
     assert len(keys.metric_groups["classification_f1"]) == 3
 
 
-def test_evaluations_are_reused_until_the_checkpoint_is_newer(report, tiny_run):
+def test_evaluations_are_reused_until_the_checkpoint_content_changes(report, tiny_run):
+    """Reuse follows content, never modification times: a touched checkpoint is reused, one
+    with other weights at the same path is embedded again."""
+    import torch
+
     from byov.report.inputs import gather
     embeds = os.path.join(tiny_run, "eval", "best", "test_embeds.npy")
     before = os.stat(embeds).st_mtime_ns
@@ -181,12 +185,25 @@ def test_evaluations_are_reused_until_the_checkpoint_is_newer(report, tiny_run):
     assert inp.notes[0].startswith("BYOV (best.pth): reused")
     assert inp.notes[1].startswith("frozen backbone features: reused")
     assert os.stat(embeds).st_mtime_ns == before
-    # a checkpoint written after its evaluation folder makes that folder stale
     ckpt = os.path.join(tiny_run, "checkpoints", "best.pth")
     st = os.stat(ckpt)
-    os.utime(ckpt, ns=(st.st_atime_ns, before + 10**9))
-    inp = gather(tiny_run, "best", "test", baselines=False)
-    assert inp.notes[0].startswith("BYOV (best.pth): embedded and evaluated now")
+    os.utime(ckpt, ns=(st.st_atime_ns, before + 10**9))  # newer, same bytes: still reused
+    assert gather(tiny_run, "best", "test", baselines=False).notes[0].startswith(
+        "BYOV (best.pth): reused") and os.stat(embeds).st_mtime_ns == before
+    state = torch.load(ckpt, weights_only=True)
+    original = {k: v.clone() for k, v in state["encoder"].items()}
+    try:
+        for v in state["encoder"].values():
+            if v.is_floating_point():
+                v.mul_(0.5)
+        torch.save(state, ckpt)
+        inp = gather(tiny_run, "best", "test", baselines=False)
+        assert inp.notes[0].startswith("BYOV (best.pth): embedded and evaluated now")
+        assert not np.allclose(inp.model.evl.embeds, report.inputs.model.evl.embeds)
+    finally:
+        state["encoder"] = original
+        torch.save(state, ckpt)
+    inp = gather(tiny_run, "best", "test", baselines=False)  # the original weights again
     np.testing.assert_allclose(inp.model.evl.embeds, report.inputs.model.evl.embeds, atol=1e-6)
 
 

@@ -2,6 +2,7 @@
 strict rebuilding and the finite-loss guard (docs/design.md: training-loop-and-precision,
 checkpoints-as-plain-data, run-folder)."""
 import contextlib
+from types import SimpleNamespace
 import json
 import math
 import os
@@ -221,9 +222,12 @@ def test_non_finite_loss_stops_before_the_optimizer_step(value):
     optimizer = torch.optim.SGD(step_module.parameters(), lr=0.1)
     batch = {"inputs": torch.zeros(1, 2, 4, 8)}
     with pytest.raises(NonFiniteLossError, match=rf"loss is {value} at step 5 .*Lower --lr"):
-        engine.train_one_epoch(step_module, step_module, [batch], optimizer, np.full(10, 0.1),
-                               5, seed=0, rank=0, device=torch.device("cpu"),
-                               autocast=contextlib.nullcontext)
+        run = SimpleNamespace(
+            module=step_module, method=step_module, train_loader=[batch], optimizer=optimizer,
+            lrs=np.full(10, 0.1), scaler=None, autocast=contextlib.nullcontext,
+            info=SimpleNamespace(device=torch.device("cpu"), rank=0),
+            config={"seed": 0, "grad_clip": 0.0, "log_every": 1})
+        engine.train_one_epoch(run, 5)
     assert step_module.w.item() == 1.0 and step_module.w.grad is None
 
 

@@ -129,7 +129,7 @@ def test_fresh_run_ignores_a_missing_auto_checkpoint(args, tmp_path, monkeypatch
     original = trainer.train_one_epoch
 
     def counting(*a, **k):
-        calls.append(a[5])  # start_step
+        calls.append(a[1])  # start_step
         return original(*a, **k)
 
     monkeypatch.setattr(trainer, "train_one_epoch", counting)

@@ -20,18 +20,11 @@ import shlex
 import subprocess
 import sys
 
+from byov.cli import import_project_config
+
 PHASES = ("check", "prepare", "train-args", "finish", "all")
 
 
-def _import_config():
-    """utils/config.py (the project's settings), which resolves each job's config."""
-    try:
-        import utils.config as config_module
-    except ImportError:  # run from outside the project root: utils/ sits next to byov/
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))))
-        import utils.config as config_module
-    return config_module
 
 
 def make_resolver(cfgmod):
@@ -106,7 +99,7 @@ def main(argv=None) -> int:
     grid = load_grid(args.grid)
     grid.launcher = args.launcher or grid.launcher
     grid.nproc = args.nproc or grid.nproc
-    cfgmod = _import_config()
+    cfgmod = import_project_config()
     for where, values in [("overrides", grid.overrides)] + [
             (f"dataset_overrides.{k}", v) for k, v in grid.dataset_overrides.items()] + [
             (f"method_overrides.{k}", v) for k, v in grid.method_overrides.items()]:

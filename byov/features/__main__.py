@@ -13,24 +13,18 @@ from __future__ import annotations
 import os
 import sys
 
+from byov.cli import import_project_config
+
 KIND_CHOICES = ("tokens", "merged", "both")
 USAGE = ("usage: python -m byov.features extract --config FILE [--key value ...] "
          "[--splits train,val,test] [--kind tokens|merged|both]")
 
 
-def _import_config():
-    try:
-        import utils.config as config_module
-    except ImportError:  # run from outside the project root: utils/ sits next to byov/
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))))
-        import utils.config as config_module
-    return config_module
 
 
 def parse(argv: list[str]):
     """-> (config dict, splits tuple, kinds tuple). Raises SystemExit / ConfigError."""
-    cfgmod = _import_config()
+    cfgmod = import_project_config()
     if not argv or argv[0] != "extract":
         raise SystemExit(USAGE)
     parser = cfgmod.build_parser("Extract the frozen-backbone feature cache.")
@@ -72,5 +66,5 @@ if __name__ == "__main__":
 
     try:
         main()
-    except (_import_config().ConfigError, ByovError) as e:
+    except (import_project_config().ConfigError, ByovError) as e:
         sys.exit(f"error: {e}")

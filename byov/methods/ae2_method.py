@@ -216,8 +216,8 @@ class AE2Method(Method):
 
     @torch.no_grad()
     def embed_video(self, video, weights: str = "online") -> torch.Tensor:
-        from byov.ae2.embedder import iter_video_embeddings
-
+        """(L, D): frame f with its context frame max(0, f - frame_stride), batch size 1, as the
+        released evaluation; frames are read chunk by chunk, so memory stays bounded."""
         if weights != "online":
             raise ValueError(f"AE2 methods have no EMA teacher; weights must be 'online', got "
                              f"{weights!r}")

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from byov.errors import ByovError
 from byov.eval.io import SplitData, load_split
 
-FROZEN_FOLDERS = ("baseline_frozen", "frozen_features")
-TIME_FOLDER = "baseline_time"
 RANDOM_INIT_FOLDER = "baseline_random_init"  # the untrained method; shown only when present
 
 
@@ -126,11 +124,13 @@ def _project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_project_evaluation(argv: list[str]) -> dict:
-    """`evaluate.py ARGV` in this process: embed (or reuse the embeddings) and score, writing
-    metrics.json into the evaluation folder. The report's only way to produce embeddings.
+def run_project_evaluation(argv: list[str]) -> bool:
+    """`evaluate.py ARGV` in this process: embed, or reuse the embedding folder when its content
+    key (checkpoint bytes, data fingerprint, settings; see `byov.embedding`) is unchanged, then
+    score, writing metrics.json into the evaluation folder. The report's only way to produce
+    embeddings. Returns True when it embedded, False when it reused the embeddings.
 
-    Returns the metrics dict. Raises what evaluate.py raises (ByovError subclasses name the fix).
+    Raises what evaluate.py raises (ByovError subclasses name the fix).
     """
     try:
         import evaluate
@@ -139,35 +139,12 @@ def run_project_evaluation(argv: list[str]) -> dict:
         import evaluate
     out = io.StringIO()
     with contextlib.redirect_stdout(out):  # evaluate.py prints its table; the page shows it
-        return evaluate.main(list(argv))
+        evaluate.main(list(argv))
+    return "embedded into" in out.getvalue()
 
 
 def _location_args(overrides: dict) -> list[str]:
     return [a for k, v in overrides.items() if v is not None for a in (f"--{k}", str(v))]
-
-
-def _is_current(folder: str, split: str, newer_than: str | None = None) -> bool:
-    """True when `folder` holds train and `split` embeddings and a metrics.json of `split`,
-    written after `newer_than` (a checkpoint) when given."""
-    names = [f"{s}_{p}" for s in ("train", split)
-             for p in ("embeds.npy", "label.npy", "videos.json")]
-    paths = [os.path.join(folder, n) for n in names + ["metrics.json"]]
-    if not all(os.path.isfile(p) for p in paths):
-        return False
-    try:
-        with open(paths[-1], encoding="utf-8") as f:
-            meta = json.load(f).get("meta", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    if meta.get("eval_split") != split:
-        return False
-    if newer_than is not None:
-        ckpt = meta.get("checkpoint")
-        if ckpt and os.path.isfile(ckpt) and not os.path.samefile(ckpt, newer_than):
-            return False
-        if min(os.path.getmtime(p) for p in paths) < os.path.getmtime(newer_than):
-            return False
-    return True
 
 
 def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation:
@@ -186,41 +163,29 @@ def method_label(config: dict, ckpt_path: str) -> str:
 
 def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, config: dict,
                           overrides: dict) -> tuple[Evaluation, bool]:
-    """(the checkpoint's evaluation on `split`, whether it was produced now).
+    """(the checkpoint's evaluation on `split`, whether it was embedded now).
 
-    Reuses RUN_DIR/eval/<ckpt stem>/ when current (see `_is_current`), else runs
-    `evaluate.py --ckpt PATH --eval_mode SPLIT --embed_dir RUN_DIR/eval/<stem>`.
+    Always goes through `evaluate.py --ckpt PATH --eval_mode SPLIT --embed_dir
+    RUN_DIR/eval/<stem>`, which reuses the folder's embeddings only when they were made from the
+    same checkpoint bytes and the same data (never by modification times), so the page never
+    shows stale embeddings or labels.
     """
     stem = os.path.splitext(os.path.basename(ckpt_path))[0]
     folder = os.path.join(run_dir, "eval", stem)
-    made = not _is_current(folder, split, newer_than=ckpt_path)
-    if made:
-        run_project_evaluation(["--ckpt", ckpt_path, "--eval_mode", split, "--embed_dir", folder,
-                                *_location_args(overrides)])
+    made = run_project_evaluation(["--ckpt", ckpt_path, "--eval_mode", split, "--embed_dir",
+                                   folder, *_location_args(overrides)])
     return load_evaluation(folder, split, method_label(config, ckpt_path), "model"), made
 
 
 def frozen_evaluation(run_dir: str, split: str, overrides: dict) -> tuple[Evaluation, bool]:
-    """(the frozen-backbone features' evaluation on `split`, whether it was produced now).
-
-    Reuses RUN_DIR/eval/baseline_frozen/ or eval/frozen_features/ when it holds `split`; else
-    runs `evaluate.py --config RUN_DIR/config.yaml --frozen_features --output_dir RUN_DIR` (so
-    the folder is evaluate.py's own default name) and reads what it wrote.
-    """
-    name = "frozen backbone features"
-    for sub in FROZEN_FOLDERS:
-        folder = os.path.join(run_dir, "eval", sub)
-        if _is_current(folder, split):
-            return load_evaluation(folder, split, name, "frozen"), False
-    run_project_evaluation(["--config", os.path.join(run_dir, "config.yaml"),
-                            "--frozen_features", "--eval_mode", split, "--output_dir", run_dir,
-                            *_location_args(overrides)])
-    for sub in FROZEN_FOLDERS:
-        folder = os.path.join(run_dir, "eval", sub)
-        if _is_current(folder, split):
-            return load_evaluation(folder, split, name, "frozen"), True
-    raise ReportError(f"evaluate.py --frozen_features wrote none of "
-                      f"{', '.join(os.path.join(run_dir, 'eval', s) for s in FROZEN_FOLDERS)}")
+    """(the frozen-backbone features' evaluation on `split`, whether it was embedded now), via
+    `evaluate.py --config RUN_DIR/config.yaml --baseline frozen --output_dir RUN_DIR` (content-
+    keyed reuse of RUN_DIR/eval/baseline_frozen/, as for the checkpoint)."""
+    made = run_project_evaluation(["--config", os.path.join(run_dir, "config.yaml"),
+                                   "--baseline", "frozen", "--eval_mode", split, "--output_dir",
+                                   run_dir, *_location_args(overrides)])
+    folder = os.path.join(run_dir, "eval", "baseline_frozen")
+    return load_evaluation(folder, split, "frozen backbone features", "frozen"), made
 
 
 def time_evaluation(run_dir: str, model: Evaluation, split: str, config: dict
@@ -233,9 +198,6 @@ def time_evaluation(run_dir: str, model: Evaluation, split: str, config: dict
     except ImportError:
         return None
     name = "time t/L (baseline)"
-    folder = os.path.join(run_dir, "eval", TIME_FOLDER)
-    if _is_current(folder, split):
-        return load_evaluation(folder, split, name, "time")
     from byov.eval import evaluate_embeddings
     from byov.eval.progression import headline_uses_time_feature
 
@@ -284,14 +246,17 @@ def gather(run_dir: str, ckpt: str = "best", split: str = "test", overrides: dic
             timed = time_evaluation(run_dir, model, split, config)
             if timed is not None:
                 inputs.baselines.append(timed)
-                notes.append(f"{timed.name}: " + (f"reused {timed.folder}" if timed.folder
-                                                  else "evaluated now, in memory"))
+                notes.append(f"{timed.name}: evaluated now, in memory")
         except (ByovError, ValueError) as e:
             notes.append(f"time baseline unavailable: {e}")
         folder = os.path.join(run_dir, "eval", RANDOM_INIT_FOLDER)
-        if _is_current(folder, split):
+        if os.path.isdir(folder):  # only when the run evaluated it (run.sh demo does)
+            made = run_project_evaluation(["--config", os.path.join(run_dir, "config.yaml"),
+                                           "--baseline", "random_init", "--eval_mode", split,
+                                           "--output_dir", run_dir, *_location_args(overrides)])
             untrained = load_evaluation(folder, split, "untrained model (random init, "
                                         "baseline)", "random_init")
             inputs.baselines.append(untrained)
-            notes.append(f"{untrained.name}: reused {folder}")
+            notes.append(f"{untrained.name}: {'embedded and evaluated now' if made else 'reused'}"
+                         f" {folder}")
     return inputs

@@ -1,0 +1,20 @@
+"""Shared piece of the library's command-line modules (`python -m byov.features`,
+`python -m byov.benchmark`): they resolve settings with the project's `utils/config.py`, which
+the library itself never imports."""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def import_project_config():
+    """The module `utils.config` of the checkout this package sits in.
+
+    Run from outside the project root, `utils/` (next to `byov/`) is put on sys.path first.
+    """
+    try:
+        import utils.config as config_module
+    except ImportError:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import utils.config as config_module
+    return config_module

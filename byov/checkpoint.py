@@ -43,8 +43,9 @@ from byov.errors import ByovError
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
                    "epoch", "rng", "val_metrics")
-# fp16 GradScaler state; a trained (unfrozen) backbone; the number of training processes
-OPTIONAL_KEYS = ("scaler", "backbone", "world_size")
+# fp16 GradScaler state; a trained (unfrozen) backbone; the number of training processes; the
+# train/val data's content fingerprint (a resume on other data is refused)
+OPTIONAL_KEYS = ("scaler", "backbone", "world_size", "data_fingerprint")
 REQUIRED_KEYS = ("config", "encoder", "step", "epoch")
 
 # Config keys that define the shapes of the saved weights: a checkpoint only loads into a model

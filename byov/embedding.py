@@ -152,6 +152,12 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
                         weights if ckpt_path else None)
 
     def make_embed():
+        if reads_frames is False and baseline != "time":
+            # a checkpoint trained from the feature cache evaluates from it too: build the
+            # entries of splits training never read (test), as training builds its own
+            from byov.features import ensure_feature_cache
+            ensure_feature_cache(config, [v for s in splits for v in videos[s]],
+                                 progress=progress)
         if baseline == "time":
             from byov.eval.baselines import time_embeddings
             return lambda v: time_embeddings([{"name": v.name, "view": v.view,

@@ -172,6 +172,9 @@ def build_method_for_run(config: Mapping, info: D.DistInfo, resumed: Mapping | N
         frame_encoder = build_frame_encoder_from_config(config)
         check_backbone_width(config, frame_encoder)
     videos, labels = prepare_data(config, info, frame_encoder)
+    # building a missing cache draws from the global RNG (DataLoader seeds): re-seed, so the
+    # model starts the same whether or not the caches already existed
+    D.seed_everything(config["seed"], info.rank)
     method = build_method(config, pretrained=resumed is None and not config["init_from"],
                           frame_encoder=frame_encoder)
     return method, videos, labels
@@ -220,6 +223,14 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
     resume_path, resumed = prepare_run(config, info)
     method, videos, labels = build_method_for_run(config, info, resumed)
     method.to(device)
+    from byov.data.fingerprint import data_fingerprint
+    data = data_fingerprint(config["dataset_root"], config["dataset"], SPLITS, videos)
+    if resumed is not None and resumed.get("data_fingerprint") not in (None, data):
+        raise ckpt_lib.CheckpointError(
+            f"the data changed since {resume_path} was written (label.pickle, the train/val "
+            f"split lists or a video of {config['dataset']} under {config['dataset_root']} "
+            f"differ): resuming would continue the run on other data. Restore the data, or start "
+            f"a new run from these weights with --init_from {resume_path}")
 
     pairs, steps_per_epoch = epoch_length(config, len(videos["train"]), info.world_size)
     total_steps = config["epochs"] * steps_per_epoch
@@ -261,7 +272,8 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
                     train_loader=train_loader, val_loader=val_loader, videos=videos,
                     labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
                     autocast=lambda: D.autocast_context(device, config["precision"]),
-                    resume_path=resume_path, start_epoch=start_epoch, step=step, best=best)
+                    resume_path=resume_path, start_epoch=start_epoch, step=step, best=best,
+                    extra={"data_fingerprint": data})
 
 
 __all__ = ["RESUME_KEYS", "SPLITS", "Training", "build_training", "epoch_length",

@@ -178,7 +178,8 @@ def checkpoint_state(t: Training, step: int, epoch: int, metrics, best) -> dict:
     state = {"format_version": ckpt_lib.FORMAT_VERSION, "config": dict(t.config),
              **t.method.state_entries(), "optimizer": t.optimizer.state_dict(), "step": step,
              "epoch": epoch, "rng": ckpt_lib.capture_rng_state(),
-             "val_metrics": plain_metrics(metrics, best), "world_size": t.info.world_size}
+             "val_metrics": plain_metrics(metrics, best), "world_size": t.info.world_size,
+             "data_fingerprint": t.extra["data_fingerprint"]}
     if t.scaler is not None and t.scaler.is_enabled():
         state["scaler"] = t.scaler.state_dict()
     return state

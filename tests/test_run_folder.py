@@ -164,3 +164,77 @@ def test_evaluate_ckpt_follows_edited_labels_and_splits(args, tmp_path):
 def _synthetic_of(args):
     argv = args("x")
     return os.path.join(argv[argv.index("--dataset_root") + 1], "synthetic")
+
+
+def test_resume_on_other_data_is_refused(args, tmp_path):
+    """The checkpoint records the train/val data's content fingerprint: resuming after the data
+    changed would silently continue on other data."""
+    root = tmp_path / "data"
+    shutil.copytree(_synthetic_of(args), root / "synthetic")
+    train_in_process(args("run", dataset_root=str(root)))
+    assert load_ckpt(str(tmp_path / "run"))["data_fingerprint"].startswith("blake2b:")
+    copy = tmp_path / "copy"  # same bytes elsewhere: the same data, resumable
+    shutil.copytree(root, copy)
+    train_in_process(args("run", dataset_root=str(copy), epochs=2, resume="auto"))
+    with open(copy / "synthetic" / "label.pickle", "rb") as f:
+        labels = pickle.load(f)
+    name = sorted(labels)[0]
+    labels[name] = np.zeros_like(np.asarray(labels[name]))
+    with open(copy / "synthetic" / "label.pickle", "wb") as f:
+        pickle.dump(labels, f)
+    with pytest.raises(CheckpointError, match=r"the data changed since .*--init_from"):
+        train_in_process(args("run", dataset_root=str(copy), epochs=3, resume="auto"))
+    assert load_ckpt(str(tmp_path / "run"))["epoch"] == 1
+
+
+def test_a_run_starts_the_same_whether_or_not_its_feature_cache_existed(args, tmp_path):
+    """Training builds a missing token cache (drawing from the global RNG); the model must not
+    start differently because of it. evaluate.py then builds the test split's entries itself."""
+    import evaluate
+
+    cache = str(tmp_path / "features")
+    train_in_process(args("first", features="tokens", feature_cache_dir=cache))
+    train_in_process(args("second", features="tokens", feature_cache_dir=cache))
+    a, b = load_ckpt(str(tmp_path / "first")), load_ckpt(str(tmp_path / "second"))
+    for part in ("encoder", "decoder"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    metrics = evaluate.main(["--ckpt", str(tmp_path / "first" / "checkpoints" / "last.pth"),
+                             "--eval_task", "1"])
+    assert 0 <= metrics["classification_f1"]["regular"] <= 1  # test entries were extracted
+
+
+def test_files_written_atomically_get_the_usual_permissions(tmp_path):
+    from byov.atomic import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(str(tmp_path / "a.yaml"), "x: 1\n")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.yaml").st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_temp_files_of_a_killed_writer_are_removed_not_those_of_a_live_one(tmp_path):
+    import time
+
+    from byov.atomic import remove_orphan_temps
+    target = str(tmp_path / "v.npy")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = f"{target}.tmp.{dead.pid}.0123abcd"
+    live = f"{target}.tmp.{os.getpid()}.89abcdef"
+    for path in (orphan, live):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        old = time.time() - 7200
+        os.utime(path, (old, old))
+    assert remove_orphan_temps(target) == [orphan]
+    assert not os.path.exists(orphan) and os.path.exists(live)
+
+
+def test_ae2_settings_do_not_trip_byov_only_checks():
+    from utils.config import ConfigError, load_config
+    cfg, _ = load_config(["--method", "tcc", "--num_frames", "4"])  # mcm_ratio 0.8 is byov's
+    assert cfg.num_frames == 4
+    with pytest.raises(ConfigError, match="mcm_ratio"):
+        load_config(["--num_frames", "4"])

@@ -32,7 +32,7 @@ TINY = {
 # docs/design.md#checkpoints-as-plain-data (`target` only with --target ema; `backbone` only with
 # --no-freeze_base)
 CHECKPOINT_KEYS = {"format_version", "config", "encoder", "decoder", "optimizer", "step", "epoch",
-                   "world_size",
+                   "world_size", "data_fingerprint",
                    "rng", "val_metrics"}
 
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",

@@ -228,7 +228,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"'num_frames' must be >= 2 (token merging compares neighbouring "
                           f"frames); got {cfg.num_frames}")
     for key in ("mask_ratio", "mcm_ratio"):  # released arithmetic: int(T * (1 - ratio)) visible
-        if int(cfg.num_frames * (1 - getattr(cfg, key))) < 1:
+        if cfg.method == "byov" and int(cfg.num_frames * (1 - getattr(cfg, key))) < 1:
             raise ConfigError(f"'{key}' {getattr(cfg, key)} leaves no visible frame out of "
                               f"num_frames {cfg.num_frames} (int(T * (1 - ratio)) = 0); raise "
                               f"num_frames or lower {key}")

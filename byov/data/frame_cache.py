@@ -26,6 +26,7 @@ import uuid
 import h5py
 import numpy as np
 
+from byov.atomic import remove_orphan_temps
 from byov.data.fingerprint import file_fingerprint
 from byov.data.layout import DataError, Video, dataset_path
 from byov.data.video import decode_frames
@@ -141,6 +142,7 @@ def ensure_frame_cache(video: Video, cache_path: str) -> str:
         os.makedirs(cache_dir, exist_ok=True)
         # created here (umask permissions, unlike mkstemp's 0600) so an unwritable folder fails
         # before the decode
+        remove_orphan_temps(cache_path)  # what a killed decode left behind for this video
         tmp = f"{cache_path}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         open(tmp, "xb").close()
     except OSError as e:

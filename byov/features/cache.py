@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from byov.atomic import remove_orphan_temps
 from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, expected_manifest,
                                     open_manifest, write_json_atomic)
 
@@ -120,6 +121,7 @@ class ArrayWriter:
     def __init__(self, path: str, shape: tuple, dtype: np.dtype):
         self.path, self.shape, self.dtype = path, tuple(int(s) for s in shape), np.dtype(dtype)
         self.rows = 0
+        remove_orphan_temps(path)  # what a killed extraction left behind for this entry
         self.tmp = f"{path}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._f = None
         try:

@@ -28,9 +28,9 @@ WORKER = textwrap.dedent("""
 
     original = trainer.train_one_epoch
 
-    def dumping(*args, **kwargs):  # args[1]: the unwrapped model (or method holding it)
-        out = original(*args, **kwargs)
-        state = {{k: v.detach().cpu().clone() for k, v in args[1].state_dict().items()}}
+    def dumping(t, *args, **kwargs):  # t: the Training; t.method is the unwrapped method
+        out = original(t, *args, **kwargs)
+        state = {{k: v.detach().cpu().clone() for k, v in t.method.state_dict().items()}}
         torch.save(state, os.path.join({dump!r}, "rank%s.pt" % os.environ["RANK"]))
         return out
 

@@ -19,7 +19,7 @@ def synthetic_root(tmp_path_factory):
     """Dataset folder (str) of a tiny synthetic dataset, csv layout, generated once per session.
 
     `<tmp>/ego_dataN/synthetic`: 3/2/2 videos per split (train 2 ego + 1 exo, val and test 1 + 1),
-    20-40 frames of 64x64, K = 4 phases. The root deliberately contains "ego" [DEC 6].
+    20-40 frames of 64x64, K = 4 phases. The root deliberately contains "ego" (docs/design.md#ego-and-exo-by-parent-folder).
     dataset_root = os.path.dirname(synthetic_root), dataset = "synthetic".
     """
     from byov.data.synthetic import generate

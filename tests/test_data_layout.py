@@ -1,4 +1,4 @@
-"""Split discovery, order, view assignment, labels and the data errors (REFERENCE §2.3-2.7)."""
+"""Split discovery, order, view assignment, labels and the data errors (docs/released_code.md#data-layout)."""
 import dataclasses
 import os
 import pickle

@@ -1,4 +1,4 @@
-"""Cache frames -> backbone inputs (REFERENCE §2.9)."""
+"""Cache frames -> backbone inputs (docs/released_code.md#preprocessing)."""
 import cv2
 import numpy as np
 import pytest

@@ -252,7 +252,7 @@ def test_write_metrics(tmp_path):
         assert json.load(f) == {"meta": {"dataset": "pour_liquid"}, "metrics": m}
     md = open(md_path).read()
     assert md.startswith("# AE2 evaluation: pour_liquid") and "Kendall's tau" in md
-    # without a recorded headline, pour_liquid leads with the time-feature variant (DEC 22)
+    # without a recorded headline, pour_liquid leads with the time-feature variant (docs/design.md#evaluation-protocol)
     del m["progression_headline"]
     assert "R^2 (with the time feature)" in format_table(m, "pour_liquid")
     assert "R^2 (plain)" in format_table(m, "break_eggs")

@@ -1,4 +1,4 @@
-"""Feature cache: extraction, manifest, readers, resumability and bad input (DEC 20)."""
+"""Feature cache: extraction, manifest, readers, resumability and bad input (docs/design.md#feature-cache)."""
 import errno
 import json
 import os

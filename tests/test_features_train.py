@@ -1,4 +1,4 @@
-"""Training and evaluation from the feature cache against the on-the-fly path (DEC 20)."""
+"""Training and evaluation from the feature cache against the on-the-fly path (docs/design.md#feature-cache)."""
 import os
 
 import numpy as np

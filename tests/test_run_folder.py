@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from byov.checkpoint import CheckpointError
 from byov.runlock import RunFolderLockedError, RunLock

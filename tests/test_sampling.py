@@ -1,4 +1,4 @@
-"""Clip and pair sampling with the released semantics (REFERENCE §2.8) [DEC 4]."""
+"""Clip and pair sampling with the released semantics (docs/released_code.md#training-sampler, docs/design.md#pairing)."""
 import numpy as np
 import pytest
 

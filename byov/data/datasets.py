@@ -50,7 +50,7 @@ class FrameSource:
 
 
 class PairDataset(Dataset):
-    """Training pairs of clips, T frames each, drawn as released (REFERENCE §2.8) [DEC 4].
+    """Training pairs of clips, T frames each, drawn as released (docs/released_code.md#training-sampler, docs/design.md#pairing).
 
     Item i of epoch e is a pure function of (seed, e, i): the pair and the frame indices come from
     `np.random.default_rng([seed, e, i])`, so results do not depend on workers or their order.
@@ -106,7 +106,7 @@ class PairDataset(Dataset):
 class VideoFrames:
     """Whole videos of a split, in the given (released sorted) order, for embedding extraction.
 
-    Labels, when given, are checked against the frame counts up front (REFERENCE §2.5).
+    Labels, when given, are checked against the frame counts up front (docs/released_code.md#labelpickle).
     """
 
     def __init__(self, videos: Sequence[Video], labels: dict[str, np.ndarray] | None, source):

@@ -1,4 +1,4 @@
-"""Where the AE2 videos and labels live on disk, and how a split is listed (REFERENCE §2.3-2.7).
+"""Where the AE2 videos and labels live on disk, and how a split is listed (docs/released_code.md#data-layout, #split-order, #view-rules).
 
 Two released layouts under `data_path = <dataset_root>/<dataset>`:
 
@@ -10,8 +10,8 @@ Two released layouts under `data_path = <dataset_root>/<dataset>`:
 The `.mp4` extension matches in any letter case (`.MP4` from cameras); `validate.py` checks the
 whole dataset before a run.
 
-The `synthetic` key reads whichever of the two it finds on disk [DEC 16]. A video's view is the
-name of its parent folder, never a substring of its path [DEC 6].
+The `synthetic` key reads whichever of the two it finds on disk (docs/design.md#synthetic-data). A video's view is the
+name of its parent folder, never a substring of its path (docs/design.md#ego-and-exo-by-parent-folder).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Video:
         path: absolute path of the mp4.
         name: basename without its `.mp4` extension (any letter case); the key of
             `label.pickle`. An ego and an exo video may share a name (and so one label entry).
-        view: "ego" or "exo", the name of the parent folder [DEC 6].
+        view: "ego" or "exo", the name of the parent folder (a root path containing "ego" is harmless).
         split: "train", "val" or "test".
         num_frames: L = int(CAP_PROP_FRAME_COUNT), container metadata as released (§2.6).
     """

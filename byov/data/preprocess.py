@@ -1,4 +1,4 @@
-"""Cached 256x256 BGR frames -> backbone input tensors (REFERENCE §2.9).
+"""Cached 256x256 BGR frames -> backbone input tensors (docs/released_code.md#preprocessing).
 
 Every backbone squashes 256 -> input_size with cv2.INTER_CUBIC (the released BYOV path) and
 converts to RGB after the resize. Mean/std backbones then follow the released order of operations

@@ -1,4 +1,4 @@
-"""Training-time choice of videos and frames (REFERENCE §2.8) from an explicit numpy Generator."""
+"""Training-time choice of videos and frames (docs/released_code.md#training-sampler) from an explicit numpy Generator."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,7 +30,7 @@ def sample_frames(num_frames_video: int, num_frames: int, rng: np.random.Generat
 
 
 def draw_pair(videos: Sequence[Video], pairing: str, rng: np.random.Generator) -> tuple[int, int]:
-    """Indices (i, j) into `videos` of one training pair [DEC 4].
+    """Indices (i, j) into `videos` of one training pair (docs/design.md#pairing).
 
     merged (released): two independent uniform draws from the whole ego+exo pool, so a pair may be
     ego-exo, ego-ego, exo-exo or one video twice. ego_exo: slot 1 an ego video, slot 2 an exo one.

@@ -1,4 +1,4 @@
-"""Decoding mp4 files into the released 256x256 BGR frames (REFERENCE §2.6)."""
+"""Decoding mp4 files into the released 256x256 BGR frames (docs/released_code.md#frame-count-and-the-h5-cache)."""
 from __future__ import annotations
 
 from typing import Iterator

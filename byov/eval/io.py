@@ -1,9 +1,9 @@
 """Per-split embedding folders: `{split}_embeds.npy`, `{split}_label.npy`, `{split}_videos.json`.
 
-The first two files are the released layout (REFERENCE §6.1), named by split [DEC 7]. The json
+The first two files are the released layout (docs/evaluation.md), named by split (test_embeds.npy, never test-as-val). The json
 holds the per-video metadata every metric needs (name, view, frame count, in row order), so a
 folder can be evaluated without the videos. AE2's released folders lack it; `evaluate.py` then
-takes the metadata from the dataset (`--dataset_root/--dataset`, DEC 21).
+takes the metadata from the dataset (`--dataset_root/--dataset`; AE2's released folders with `--val_files_are_test`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The frozen-backbone feature cache [DEC 20]: each frame goes through the backbone once, ever.
+"""The frozen-backbone feature cache (docs/design.md#feature-cache): each frame goes through the backbone once, ever.
 
 `python -m byov.features extract --config FILE` writes it; training reads it with
 `--features tokens` (exact: patch tokens, merged over the sampled frames as on the fly) or

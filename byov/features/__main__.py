@@ -1,4 +1,4 @@
-"""Write the frozen-backbone feature cache [DEC 20].
+"""Write the frozen-backbone feature cache (docs/design.md#feature-cache).
 
     python -m byov.features extract --config configs/break_eggs.yaml [--key value ...]
         [--splits train,val,test] [--kind tokens|merged|both]

@@ -1,4 +1,4 @@
-"""Per-video feature arrays on disk: layout, an atomic writer, lazy memory-mapped readers [DEC 20].
+"""Per-video feature arrays on disk: layout, an atomic writer, lazy memory-mapped readers (docs/design.md#feature-cache).
 
 Layout of a cache folder (default `<dataset_root>/byov_cache/<dataset>/<backbone>_<input_size>/`):
 

@@ -1,4 +1,4 @@
-"""One pass of the frozen backbone over every frame of every video -> the feature cache [DEC 20].
+"""One pass of the frozen backbone over every frame of every video -> the feature cache (docs/design.md#feature-cache).
 
 DataLoader workers read and preprocess frames from the h5 frame caches (decoding an mp4 first when
 its frame cache is missing), each worker taking whole videos in frame order, while the main process

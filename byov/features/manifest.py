@@ -1,4 +1,4 @@
-"""What a feature cache was computed with, and the check that it fits a run [DEC 20].
+"""What a feature cache was computed with, and the check that it fits a run (docs/design.md#feature-cache).
 
 A cache kind (`tokens` or `merged`) has one `manifest.json`. It must match the run on the fields
 of `MATCH_FIELDS` (backbone id, weights hash, input size, preprocessing, dtype, token layout and,

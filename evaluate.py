@@ -101,8 +101,8 @@ def checkpoint_config(argv, parser, ckpt_path: str):
 
 def _dataset_videos(cfg, split: str) -> list[dict]:
     from byov.data.layout import list_videos  # lazy: the data layer pulls in OpenCV
-    return [{"name": v.name, "view": v.view, "num_frames": v.num_frames}
-            for v in list_videos(cfg.dataset_root, cfg.dataset, split)]
+    from byov.embedding import split_videos
+    return split_videos(list_videos(cfg.dataset_root, cfg.dataset, split))
 
 
 def load_splits(cfg, args, directory: str):

@@ -129,12 +129,9 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
     Raises:
         DataError: the splits' data do not validate (before any model is built).
     """
-    import torch as _torch
-
     from byov import distributed as D
     from byov.data.fingerprint import content_hash, data_fingerprint
-    from byov.data.layout import load_labels
-    from byov.data.validate import validate_dataset
+    from byov.data.validate import load_validated
 
     if (ckpt_path is None) == (baseline is None):
         raise ValueError("give exactly one of ckpt_path and baseline")
@@ -143,9 +140,8 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
     root, dataset = config["dataset_root"], config["dataset"]
     reads_frames = baseline != "time" and (config["method"] != "byov"
                                            or config["features"] == "fly")
-    videos = validate_dataset(root, dataset, splits,
-                              config["frame_cache_dir"] if reads_frames else None)
-    labels = load_labels(root, dataset)
+    videos, labels = load_validated(root, dataset, splits,
+                                    config["frame_cache_dir"] if reads_frames else None)
     data = data_fingerprint(root, dataset, splits, videos)
     key = embedding_key(config, baseline or "checkpoint", data,
                         content_hash(ckpt_path) if ckpt_path else None,
@@ -175,8 +171,8 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
             from byov.build import build_byov_method
             method = build_byov_method({**config, "method": "byov"})
         else:
-            with _torch.random.fork_rng(devices=[]):
-                _torch.manual_seed(config["seed"])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config["seed"])
                 method = build_method(config)
         method.to(device).eval()
         if baseline == "frozen":
@@ -189,11 +185,9 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
 def embed_splits(method, config: Mapping, splits: Sequence[str], weights: str = "online",
                  progress: bool = True) -> dict:
     """{split: SplitData} of the config's dataset embedded by `method` (validated data)."""
-    from byov.data.layout import load_labels
-    from byov.data.validate import validate_dataset
+    from byov.data.validate import load_validated
 
-    videos = validate_dataset(config["dataset_root"], config["dataset"], splits,
-                              config["frame_cache_dir"])
-    labels = load_labels(config["dataset_root"], config["dataset"])
+    videos, labels = load_validated(config["dataset_root"], config["dataset"], splits,
+                                    config["frame_cache_dir"])
     return {s: embed_split(lambda v: method.embed_video(v, weights), videos[s], labels, s,
                            progress) for s in splits}

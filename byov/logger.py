@@ -35,17 +35,23 @@ def _to_number(name: str, value: Any) -> Any:
                      f"strings")
 
 
-def _truncate_after(path: str, step: int) -> None:
-    """Keep the log.jsonl records up to `step` (a torn last line of a killed run is dropped)."""
-    kept = []
+def iter_log_records(path: str):
+    """Yield (line, record) for each JSON object line of a log.jsonl; a torn line (the last line
+    of a killed run) or a non-object is skipped."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
+            if isinstance(record, dict):
+                yield line, record
+
+
+def _truncate_after(path: str, step: int) -> None:
+    """Keep the log.jsonl records up to `step` (a torn last line of a killed run is dropped)."""
+    kept = [line if line.endswith("\n") else line + "\n"
+            for line, record in iter_log_records(path) if record.get("step", 0) <= step]
     atomic_write_text(path, "".join(kept))
 
 

@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -53,7 +53,7 @@ class Training:
     start_epoch: int = 0
     step: int = 0
     best: float | None = None
-    extra: dict = field(default_factory=dict)
+    data_fingerprint: str | None = None  # of the train/val data, stored in every checkpoint
 
 
 # ------------------------------------------------------------------------------- run folder
@@ -127,8 +127,7 @@ def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple
     split, and builds the missing h5 frame caches (pixels) or feature-cache entries (tokens /
     merged, with `frame_encoder`), with progress bars; the other ranks wait, then list.
     """
-    from byov.data.layout import load_labels
-    from byov.data.validate import validate_dataset
+    from byov.data.validate import load_validated
 
     root, dataset = config["dataset_root"], config["dataset"]
     if info.is_main and dataset == "synthetic":
@@ -141,9 +140,8 @@ def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple
     reads_frames = config["method"] != "byov" or config["features"] == "fly"
     # a run from a complete feature cache reads no frames, so a read-only data root without
     # frame caches is fine then (ensure_feature_cache checks the folders when it must extract)
-    videos = validate_dataset(root, dataset, SPLITS,
-                              config["frame_cache_dir"] if reads_frames else None)
-    labels = load_labels(root, dataset)
+    videos, labels = load_validated(root, dataset, SPLITS,
+                                    config["frame_cache_dir"] if reads_frames else None)
     todo = [v for s in SPLITS for v in videos[s]]
     if info.is_main:
         if not reads_frames:
@@ -273,7 +271,7 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
                     labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
                     autocast=lambda: D.autocast_context(device, config["precision"]),
                     resume_path=resume_path, start_epoch=start_epoch, step=step, best=best,
-                    extra={"data_fingerprint": data})
+                    data_fingerprint=data)
 
 
 __all__ = ["RESUME_KEYS", "SPLITS", "Training", "build_training", "epoch_length",

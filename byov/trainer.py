@@ -179,7 +179,7 @@ def checkpoint_state(t: Training, step: int, epoch: int, metrics, best) -> dict:
              **t.method.state_entries(), "optimizer": t.optimizer.state_dict(), "step": step,
              "epoch": epoch, "rng": ckpt_lib.capture_rng_state(),
              "val_metrics": plain_metrics(metrics, best), "world_size": t.info.world_size,
-             "data_fingerprint": t.extra["data_fingerprint"]}
+             "data_fingerprint": t.data_fingerprint}
     if t.scaler is not None and t.scaler.is_enabled():
         state["scaler"] = t.scaler.state_dict()
     return state

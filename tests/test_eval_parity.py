@@ -94,14 +94,18 @@ def test_task_functions_reproduce_the_fixture(splits, expected):
     assert tau == pytest.approx(expected["kendalls_tau"], abs=TOL)
 
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
-if os.path.isdir(SHARED):  # an extra check where the project's shared folder sits beside the clone
-    @pytest.mark.parametrize("name", ["eval_parity.npz", "eval_parity.expected.json",
-                                      "model_parity.pt", "model_parity_released.pt"])
-    def test_in_repo_fixture_equals_the_shared_copy(name):
-        digest = [hashlib.sha256(open(os.path.join(d, name), "rb").read()).hexdigest()
-                  for d in (FIXTURES, SHARED)]
-        assert digest[0] == digest[1]
+def test_in_repo_fixtures_are_the_recorded_files():
+    """Every fixture the tests read is byte for byte the file whose sha256 tests/fixtures/
+    README.md records (the released code's output, copied from the project's shared folder)."""
+    import re
+    with open(os.path.join(FIXTURES, "README.md"), encoding="utf-8") as f:
+        recorded = dict((name, digest) for digest, name in
+                        re.findall(r"^([0-9a-f]{64})  (\S+)$", f.read(), re.M))
+    assert set(recorded) == {"ae2_parity.pt", "eval_parity.expected.json", "eval_parity.npz",
+                             "model_parity.pt", "model_parity_released.pt"}
+    for name, digest in recorded.items():
+        with open(os.path.join(FIXTURES, name), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, name
 
 
 # -- ties: the released neighbour order, including equal distances --------------------------------

@@ -224,21 +224,27 @@ class AE2Embedder(nn.Module):
         return self.load_state_dict(convert_released_state_dict(sd), strict=strict)
 
 
-def iter_video_embeddings(model: AE2Embedder, frames: torch.Tensor, frame_stride: int = 15,
-                          chunk_size: int = 64) -> Iterator[torch.Tensor]:
-    """Yield (<= chunk_size, D) embeddings of consecutive frames of one video (see embed_video)."""
+def iter_video_embeddings(model: AE2Embedder, frames, frame_stride: int = 15,
+                          chunk_size: int = 64, num_frames: int | None = None
+                          ) -> Iterator[torch.Tensor]:
+    """Yield (<= chunk_size, D) embeddings of consecutive frames of one video (see embed_video).
+
+    frames: (L, 3, H, W) frames, or a callable `load(indices)` -> (len(indices), 3, H, W) with
+    `num_frames` = L, so a long video is read chunk by chunk instead of held whole.
+    """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     if model.num_context_steps != 2:
         raise ValueError("embed_video pairs each frame with one context frame; the model has "
                          f"num_context_steps = {model.num_context_steps}")
+    load = frames if callable(frames) else frames.__getitem__
+    n = num_frames if callable(frames) else frames.shape[0]
     device = next(model.parameters()).device
-    n = frames.shape[0]
     for start in range(0, n, chunk_size):
         idx = torch.arange(start, min(start + chunk_size, n))
         ctx = (idx - frame_stride).clamp(min=0)
         pairs = torch.stack([ctx, idx], dim=1).reshape(-1)  # (context_f, f) per frame
-        yield model(frames[pairs].unsqueeze(0).to(device))[0]
+        yield model(load(pairs).unsqueeze(0).to(device))[0]
 
 
 def embed_video(model: AE2Embedder, frames: torch.Tensor, frame_stride: int = 15,

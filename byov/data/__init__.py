@@ -10,7 +10,7 @@ from byov.data.layout import (DATASETS, SPLITS, VIEWS, DataError, Video, check_l
                               dataset_path, frame_count, list_videos, load_labels)
 from byov.data.preprocess import BACKBONES, preprocess_frames
 from byov.data.sampling import PAIRINGS, draw_pair, sample_frames
-from byov.data.validate import validate_dataset
+from byov.data.validate import load_validated, validate_dataset
 from byov.data.video import decode_frames
 
 __all__ = [
@@ -18,5 +18,5 @@ __all__ = [
     "list_videos", "load_labels", "check_labels", "frame_count", "decode_frames",
     "frame_cache_path", "is_valid_cache", "ensure_frame_cache", "read_frames",
     "preprocess_frames", "sample_frames", "draw_pair", "FrameSource", "PairDataset",
-    "VideoFrames", "file_fingerprint", "data_fingerprint", "validate_dataset",
+    "VideoFrames", "file_fingerprint", "data_fingerprint", "load_validated", "validate_dataset",
 ]

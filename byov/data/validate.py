@@ -157,7 +157,15 @@ def check_frame_cache_folders(videos: Iterable[Video], dataset_root: str, datase
 
 def validate_dataset(dataset_root: str, dataset: str, splits: Sequence[str],
                      frame_cache_dir: str | None = "") -> dict[str, list[Video]]:
-    """Check every split the run reads and return its videos, before anything is decoded.
+    """Check every split the run reads and return its videos (`load_validated` without the
+    labels); see there."""
+    return load_validated(dataset_root, dataset, splits, frame_cache_dir)[0]
+
+
+def load_validated(dataset_root: str, dataset: str, splits: Sequence[str],
+                   frame_cache_dir: str | None = "") -> tuple[dict[str, list[Video]], dict]:
+    """Check every split the run reads, before anything is decoded; return its videos and the
+    labels that were checked (label.pickle is read once).
 
     Args:
         dataset_root, dataset: where the data is (`<dataset_root>/<dataset>`).
@@ -165,8 +173,8 @@ def validate_dataset(dataset_root: str, dataset: str, splits: Sequence[str],
         frame_cache_dir: where h5 frame caches go ("" = next to the videos, as released); None
             skips the frame-cache check (runs that read a feature cache instead).
     Returns:
-        {split: videos in the released order (`list_videos`)}, the same records `list_videos`
-        gives, so callers need not list again.
+        ({split: videos in the released order (`list_videos`)}, the same records `list_videos`
+        gives, so callers need not list again; {video name: (L,) int64 phase ids}).
     Raises:
         DataError: the first problem found (module docstring), naming the file or video and
             the fix. The order of checks: split lists and videos (with their frame counts),
@@ -175,7 +183,7 @@ def validate_dataset(dataset_root: str, dataset: str, splits: Sequence[str],
     """
     splits = tuple(dict.fromkeys(splits))
     if not splits:
-        raise ValueError("validate_dataset needs at least one split")
+        raise ValueError("load_validated needs at least one split")
     videos = {split: list_videos(dataset_root, dataset, split) for split in splits}
     labels = load_labels(dataset_root, dataset)
     label_path = os.path.join(dataset_path(dataset_root, dataset), LABEL_FILE)
@@ -186,4 +194,4 @@ def validate_dataset(dataset_root: str, dataset: str, splits: Sequence[str],
     check_labels(every, labels)
     if frame_cache_dir is not None:
         check_frame_cache_folders(every, dataset_root, dataset, frame_cache_dir)
-    return videos
+    return videos, labels

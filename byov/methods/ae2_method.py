@@ -218,20 +218,18 @@ class AE2Method(Method):
     def embed_video(self, video, weights: str = "online") -> torch.Tensor:
         """(L, D): frame f with its context frame max(0, f - frame_stride), batch size 1, as the
         released evaluation; frames are read chunk by chunk, so memory stays bounded."""
+        from byov.ae2.embedder import iter_video_embeddings
+
         if weights != "online":
             raise ValueError(f"AE2 methods have no EMA teacher; weights must be 'online', got "
                              f"{weights!r}")
         was_training = self.embedder.training
         self.embedder.eval()
         try:
-            rows = []
-            for start in range(0, video.num_frames, self.chunk_size):
-                stop = min(start + self.chunk_size, video.num_frames)
-                idx = np.arange(start, stop)
-                pairs = np.stack([np.maximum(idx - self.frame_stride, 0), idx], 1).reshape(-1)
-                frames = self.source.load(video, pairs).to(self.device)
-                rows.append(self.embedder(frames[None])[0].float().cpu())
-            return torch.cat(rows)
+            rows = iter_video_embeddings(
+                self.embedder, lambda idx: self.source.load(video, idx.numpy()),
+                self.frame_stride, self.chunk_size, num_frames=video.num_frames)
+            return torch.cat([r.float().cpu() for r in rows])
         finally:
             self.embedder.train(was_training)
 

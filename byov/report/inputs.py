@@ -105,19 +105,12 @@ def read_config(run_dir: str) -> tuple[dict, str]:
 
 def read_log(run_dir: str) -> list[dict]:
     """The records of RUN_DIR/log.jsonl ([] when absent); a torn last line is skipped."""
+    from byov.logger import iter_log_records
+
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.isfile(path):
         return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the last line of a killed run
-            if isinstance(record, dict):
-                records.append(record)
-    return records
+    return [record for _, record in iter_log_records(path)]
 
 
 def _project_root() -> str:

@@ -102,7 +102,8 @@ def test_in_repo_fixtures_are_the_recorded_files():
         recorded = dict((name, digest) for digest, name in
                         re.findall(r"^([0-9a-f]{64})  (\S+)$", f.read(), re.M))
     assert set(recorded) == {"ae2_parity.pt", "eval_parity.expected.json", "eval_parity.npz",
-                             "model_parity.pt", "model_parity_released.pt"}
+                             "model_parity.pt", "model_parity_released.pt",
+                             "train_step_parity.pt"}
     for name, digest in recorded.items():
         with open(os.path.join(FIXTURES, name), "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == digest, name

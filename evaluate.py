@@ -20,7 +20,7 @@ import datetime
 import os
 import sys
 
-from byov.embedding import BASELINES
+from byov.downstream.pipeline import BASELINES
 from utils.config import build_parser, load_config, to_dict
 
 
@@ -51,25 +51,24 @@ def default_embed_dir(ckpt_path: str) -> str:
     return os.path.join(run, "eval", os.path.splitext(os.path.basename(ckpt_path))[0])
 
 
-def checked_checkpoint(ckpt_path: str) -> dict:
-    """The checkpoint's content, after checking that it holds a model."""
-    import torch
+def checked_checkpoint(ckpt_path: str):
+    """The checkpoint (`byov.checkpoint.CheckpointFile`, read once), after checking that it
+    holds a model."""
+    from byov.checkpoint import CheckpointError, read_checkpoint
     from byov.eval.io import EvalInputError
 
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist")
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickled object, a Lightning file, or not a torch file at all
-        raise EvalInputError(f"{ckpt_path} is not a byov checkpoint ({type(e).__name__}: {e}); "
-                             f"pass a file written by train.py") from e
-    if not isinstance(ckpt, dict) or "encoder" not in ckpt:
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise EvalInputError(f"no model in this checkpoint: {ckpt_path} has no 'encoder' entry "
-                             f"(found {keys}); pass a checkpoint written by train.py, or "
-                             f"evaluate saved embeddings with --embeddings DIR")
-    from byov.checkpoint import load_checkpoint
-    return load_checkpoint(ckpt_path)
+        ckpt = read_checkpoint(ckpt_path)
+    except CheckpointError as e:
+        if "lacks the required keys" in str(e) and "'encoder'" in str(e):
+            raise EvalInputError(f"no model in this checkpoint: {e}; pass a checkpoint written "
+                                 f"by train.py, or evaluate saved embeddings with "
+                                 f"--embeddings DIR") from e
+        raise EvalInputError(f"{ckpt_path} is not a byov checkpoint ({e}); pass a file "
+                             f"written by train.py") from e
+    return ckpt
 
 
 # Keys that only say where things are or how to evaluate: a checkpoint's config may be overridden
@@ -78,12 +77,13 @@ LOCATION_KEYS = ("vision_encoder_path",)
 
 
 def checkpoint_config(argv, parser, ckpt_path: str):
-    """(config, args): the checkpoint's config < --config yaml < command line, with the
-    architecture keys checked against the checkpoint (the model is rebuilt from it alone)."""
+    """(config, args, checkpoint): the checkpoint's config < --config yaml < command line, with
+    the architecture keys checked against the checkpoint (the model is rebuilt from it alone)."""
     from byov.checkpoint import ARCH_KEYS, check_compatible
     from utils.config import ConfigError, from_dict
 
-    ckpt = checked_checkpoint(ckpt_path)
+    ckfile = checked_checkpoint(ckpt_path)
+    ckpt = ckfile.state
     try:
         base = from_dict(ckpt["config"], source=f"{ckpt_path} (its config)")
     except ConfigError as e:
@@ -96,12 +96,12 @@ def checkpoint_config(argv, parser, ckpt_path: str):
                              f"--weights online")
     check_compatible(ckpt["config"], to_dict(cfg),
                      [k for k in ARCH_KEYS if k not in LOCATION_KEYS], where=ckpt_path)
-    return cfg, args
+    return cfg, args, ckfile
 
 
 def _dataset_videos(cfg, split: str) -> list[dict]:
     from byov.data.layout import list_videos  # lazy: the data layer pulls in OpenCV
-    from byov.embedding import split_videos
+    from byov.downstream.embed import split_videos
     return split_videos(list_videos(cfg.dataset_root, cfg.dataset, split))
 
 
@@ -139,51 +139,56 @@ def main(argv=None) -> dict:
     cfg, args = load_config(argv, parser)
     if sum(map(bool, (args.embeddings, cfg.ckpt, args.baseline))) != 1:
         parser.error("give exactly one of --embeddings DIR, --ckpt PATH or --baseline NAME")
+    ckfile = None
     if cfg.ckpt:
-        cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
-    from byov.eval import evaluate_embeddings, parse_tasks
-    from byov.embedding import embed_config_to_folder
-    from byov.eval.progression import headline_uses_time_feature
-    from byov.eval.report import format_table, to_json, write_metrics
+        cfg, args, ckfile = checkpoint_config(argv, parser, cfg.ckpt)
+    from byov.eval.tables import format_table, to_json, write_metrics
+    from byov.spec import downstream_spec, eval_spec
 
     try:
-        tasks = parse_tasks(cfg.eval_task)
+        spec = eval_spec(to_dict(cfg))
     except ValueError as e:
         parser.error(str(e))
-    if cfg.ckpt or args.baseline:
-        directory = args.embed_dir or (
-            default_embed_dir(cfg.ckpt) if cfg.ckpt
-            else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
-        embedded = embed_config_to_folder(to_dict(cfg), directory, ("train", cfg.eval_mode),
-                                          ckpt_path=cfg.ckpt or None, weights=cfg.weights,
-                                          baseline=args.baseline, progress=sys.stderr.isatty())
-        print(f"{'embedded into' if embedded else 'reusing the embeddings in'} {directory}")
-        out_dir = directory
-    else:
-        directory = args.embeddings
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"embedding folder {directory} does not exist")
-        out_dir = args.embed_dir or directory
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise PermissionError(f"cannot write metrics into {out_dir}; pass --embed_dir DIR")
-    train, evl, sources = load_splits(cfg, args, directory)
-    time_feature = headline_uses_time_feature(cfg.dataset, cfg.progression_time_feature)
-    metrics = evaluate_embeddings(train, evl, tasks, time_feature=time_feature,
-                                  few_shot=cfg.few_shot, progress=sys.stderr.isatty())
-    meta = {"dataset": cfg.dataset, "eval_split": cfg.eval_mode,
-            "embeddings": os.path.abspath(directory),
-            "files": ("train_*, val_* (val_* = test split)" if args.val_files_are_test
-                      else f"train_*, {cfg.eval_mode}_*"),
-            "metadata": "; ".join(sources), "tasks": ",".join(tasks),
+    meta = {"dataset": cfg.dataset, "eval_split": cfg.eval_mode, "tasks": ",".join(spec.tasks),
             "checkpoint": cfg.ckpt or None, "weights": cfg.weights if cfg.ckpt else None,
             "method": cfg.method if (cfg.ckpt or args.baseline == "random_init") else None,
             "baseline": args.baseline,
             "progression_time_feature": cfg.progression_time_feature,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    if cfg.ckpt or args.baseline:
+        from byov.downstream import evaluate_model
+
+        directory = args.embed_dir or (
+            default_embed_dir(cfg.ckpt) if cfg.ckpt
+            else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
+        meta.update(embeddings=os.path.abspath(directory),
+                    files=f"train_*, {cfg.eval_mode}_*",
+                    metadata=f"{directory}/{{train,{cfg.eval_mode}}}_videos.json")
+        result = evaluate_model(downstream_spec(to_dict(cfg)), directory, checkpoint=ckfile,
+                                baseline=args.baseline, meta=meta, progress=sys.stderr.isatty())
+        print(f"{'embedded into' if result.embedded else 'reusing the embeddings in'} "
+              f"{directory}")
+        metrics, out_dir = result.metrics, directory
+    else:
+        from byov.downstream import score
+
+        directory = args.embeddings
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"embedding folder {directory} does not exist")
+        out_dir = args.embed_dir or directory
+        os.makedirs(out_dir, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(f"cannot write metrics into {out_dir}; pass --embed_dir DIR")
+        train, evl, sources = load_splits(cfg, args, directory)
+        metrics = score(train, evl, spec, progress=sys.stderr.isatty())
+        meta.update(embeddings=os.path.abspath(directory),
+                    files=("train_*, val_* (val_* = test split)" if args.val_files_are_test
+                           else f"train_*, {cfg.eval_mode}_*"),
+                    metadata="; ".join(sources))
+        write_metrics(out_dir, metrics, meta)
     print(format_table(metrics, cfg.dataset))
-    json_path, md_path = write_metrics(out_dir, metrics, meta)
-    print(f"\nwrote {json_path} and {md_path}")
+    print(f"\nwrote {os.path.join(out_dir, 'metrics.json')} and "
+          f"{os.path.join(out_dir, 'metrics.md')}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(to_json(metrics))

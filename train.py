@@ -14,7 +14,7 @@ from utils.config import ConfigError, load_config, to_dict
 
 def main(argv=None) -> dict:
     cfg, _ = load_config(argv)
-    from byov import trainer
+    from byov.training import loop as trainer
     return trainer.run(to_dict(cfg))
 
 

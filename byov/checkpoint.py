@@ -31,6 +31,7 @@ import re
 import shutil
 import warnings
 import zipfile
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -195,17 +196,45 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint with weights_only=True and check its format version and required keys."""
+    """Load a checkpoint with weights_only=True and check its format version and required keys.
+
+    Raises CheckpointError naming the file and what to use instead."""
+    return read_checkpoint(path, map_location).state
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint read from disk: its path, its dict, and the content hash of its bytes
+    (BLAKE2b, equal to `byov.data.fingerprint.content_hash(path)`), which keys the embedding
+    folders made from it."""
+    path: str
+    state: dict
+    content_hash: str
+
+
+def read_checkpoint(path: str, map_location: Any = "cpu") -> CheckpointFile:
+    """The checkpoint at `path` from ONE read of the file (model, config and content hash).
+
+    Raises CheckpointError as `load_checkpoint`.
+    """
+    import hashlib
+    import io
+
+    from byov.data.fingerprint import DIGEST_SIZE
+
     if not os.path.isfile(path):
         what = "a directory, not a file" if os.path.isdir(path) else "not found"
         raise CheckpointError(f"checkpoint {path} is {what}; pass the path of a .pth file "
                               f"(a run keeps them in <output_dir>/checkpoints/)")
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.blake2b(data, digest_size=DIGEST_SIZE).hexdigest()
     corrupt = (f"checkpoint {path} is corrupt or not a torch checkpoint (an interrupted copy?); "
                f"use another one, e.g. an epoch_XXXX.pth next to it")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a truncated one is not
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # torch.save writes a zip; a cut one is not
         raise CheckpointError(corrupt)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         raise CheckpointError(
@@ -215,6 +244,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
             f"checkpoint?). Only checkpoints written by byov are supported.") from exc
     except Exception as exc:  # damaged archive members, ...
         raise CheckpointError(f"{corrupt} ({type(exc).__name__}: {exc})") from exc
+    return CheckpointFile(path, _checked_state(state, path), digest)
+
+
+def _checked_state(state: Any, path: str) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of "
                               f"{list(CHECKPOINT_KEYS)}")

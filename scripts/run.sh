@@ -47,7 +47,7 @@ if [ "$name" = demo ]; then
     names+=("baseline: $b")
     files+=("$out/eval/baseline_$b/metrics_test.json")
   done
-  python -m byov.eval.report compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
+  python -m byov.eval.tables compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
     --names "${names[@]}" "$method ($stem.pth)"
 fi
 # the visual report of the tested checkpoint (README "Report"); prints the path of its index.html

@@ -12,7 +12,7 @@ import yaml
 
 from train_helpers import TINY, load_ckpt, read_log, train_in_process
 
-from byov.benchmark.__main__ import main
+from byov.cli.benchmark import main
 from byov.benchmark.grid import Capabilities, GridError, load_grid
 from byov.benchmark.runner import JobFailed, read_job
 

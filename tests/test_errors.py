@@ -1,9 +1,9 @@
 """Every user-facing error derives from ByovError, which the entry points print without a
 traceback; each keeps the standard base that callers may already catch."""
-from byov.build import ModelConfigError
+from byov.methods.byov_method import ModelConfigError
 from byov.checkpoint import CheckpointError
 from byov.data.layout import DataError
-from byov.engine import NonFiniteLossError
+from byov.training.engine import NonFiniteLossError
 from byov.errors import ByovError
 from byov.eval.io import EvalInputError
 from byov.features.manifest import FeatureCacheError

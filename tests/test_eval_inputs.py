@@ -9,7 +9,7 @@ from byov.eval import EvalInputError, SplitData, evaluate_embeddings, parse_task
 from byov.eval.classification import phase_classification
 from byov.eval.io import load_split, save_split
 from byov.eval.progression import phase_progression
-from byov.eval.report import format_table, write_metrics
+from byov.eval.tables import format_table, write_metrics
 from byov.eval.retrieval import frame_retrieval
 
 

@@ -13,10 +13,11 @@ from byov.data.datasets import FrameSource
 from byov.data.fingerprint import file_fingerprint
 from byov.data.layout import list_videos
 from byov.features import cache as cache_mod
-from byov.features import (FeatureCacheError, StreamMerge, entry_paths, extract_from_config,
+from byov.features import (FeatureCacheError, StreamMerge, entry_paths, extract_splits,
                            feature_source, merged_features)
 from byov.models.frame_encoders import build_frame_encoder
 from byov.models.stm import merge_video_tokens
+from byov.spec import feature_spec
 from data_helpers import write_mp4
 
 
@@ -60,7 +61,7 @@ def fp32_cache(env):
     """Both kinds, fp32, all splits, extracted once (num_workers 2: the worker path)."""
     cfg = make_config(env["root"], env["clip"], env["frames"], str(env["base"] / "cache32"),
                       num_workers=2, encode_chunk_size=7)
-    stats = extract_from_config(cfg, progress=False)
+    stats = extract_splits(feature_spec(cfg), progress=False)
     return cfg, stats
 
 
@@ -107,13 +108,13 @@ def test_manifest_records_identity_and_versions(fp32_cache):
 
 def test_rerun_skips_finished_videos_and_redoes_unfinished(fp32_cache):
     cfg, _ = fp32_cache
-    again = extract_from_config(cfg, progress=False)
+    again = extract_splits(feature_spec(cfg), progress=False)
     assert (again["videos"], again["skipped"], again["frames"]) == (0, 7, 0)
     v = list_videos(cfg["dataset_root"], "synthetic", "val")[0]
     npy, marker = entry_paths(cfg["feature_cache_dir"], "merged", v)
     before = np.load(npy)
     os.remove(marker)  # as if interrupted between the array and its marker
-    redo = extract_from_config(cfg, progress=False)
+    redo = extract_splits(feature_spec(cfg), progress=False)
     assert (redo["videos"], redo["frames"]) == (1, v.num_frames)
     np.testing.assert_allclose(np.load(npy), before, atol=1e-6)
 
@@ -137,7 +138,7 @@ def test_stream_merge_equals_whole_video_merge():
 
 def test_feature_source_reads_lazily_and_pickles(fp32_cache):
     cfg, _ = fp32_cache
-    src = feature_source(cfg | {"features": "tokens"})
+    src = feature_source(feature_spec(cfg | {"features": "tokens"}))
     v = list_videos(cfg["dataset_root"], "synthetic", "train")[1]
     idx = np.array([5, 1, 1, v.num_frames - 1])
     out = src.load(v, idx)
@@ -146,9 +147,9 @@ def test_feature_source_reads_lazily_and_pickles(fp32_cache):
     assert torch.equal(out, torch.from_numpy(full[idx]))
     clone = pickle.loads(pickle.dumps(src))
     assert clone._arrays == {} and torch.equal(clone.load(v, idx), out)
-    merged = feature_source(cfg | {"features": "merged"}).load(v, idx)
+    merged = feature_source(feature_spec(cfg | {"features": "merged"})).load(v, idx)
     assert merged.shape == (4, 32)
-    fn = merged_features(cfg | {"features": "tokens"}, "train")
+    fn = merged_features(feature_spec(cfg | {"features": "tokens"}), "train")
     np.testing.assert_allclose(fn(1).numpy(), np.load(
         entry_paths(cfg["feature_cache_dir"], "merged", v)[0]), atol=1e-6)
 
@@ -158,12 +159,12 @@ def test_mismatched_manifest_is_an_error_naming_the_field(fp32_cache, env):
     path = os.path.join(cfg["feature_cache_dir"], "tokens", "manifest.json")
     before = open(path, "rb").read()
     with pytest.raises(FeatureCacheError, match=r"dtype differs.*float32.*float16"):
-        feature_source(cfg | {"features": "tokens", "feature_dtype": "fp16"})
+        feature_source(feature_spec(cfg | {"features": "tokens", "feature_dtype": "fp16"}))
     with pytest.raises(FeatureCacheError, match="input_size"):
-        extract_from_config(cfg | {"input_size": 32}, splits=("val",), kinds=("tokens",),
+        extract_splits(feature_spec(cfg | {"input_size": 32}), splits=("val",), kinds=("tokens",),
                             progress=False)
     with pytest.raises(FeatureCacheError, match=r"\(stm differs\)"):
-        feature_source(cfg | {"features": "merged", "topk_ratio": 0.5})
+        feature_source(feature_spec(cfg | {"features": "merged", "topk_ratio": 0.5}))
     assert open(path, "rb").read() == before  # never overwritten
 
 
@@ -171,9 +172,9 @@ def test_missing_cache_and_frozen_backbone_errors(env, tmp_path):
     cfg = make_config(env["root"], env["clip"], env["frames"], str(tmp_path / "none"),
                       features="tokens")
     with pytest.raises(FeatureCacheError, match=r"no tokens feature cache.*byov.features extract"):
-        feature_source(cfg)
+        feature_source(feature_spec(cfg))
     with pytest.raises(FeatureCacheError, match="frozen backbone"):
-        feature_source(cfg | {"freeze_base": False})
+        feature_source(feature_spec(cfg | {"freeze_base": False}))
 
 
 def test_unwritable_cache_dir_is_a_clear_error(env, tmp_path):
@@ -182,7 +183,7 @@ def test_unwritable_cache_dir_is_a_clear_error(env, tmp_path):
     cfg = make_config(env["root"], env["clip"], env["frames"], str(blocker / "cache"))
     with pytest.raises(FeatureCacheError, match=r"cannot write the feature cache into .*"
                                                 r"--feature_cache_dir"):
-        extract_from_config(cfg, splits=("val",), progress=False)
+        extract_splits(feature_spec(cfg), splits=("val",), progress=False)
 
 
 def test_disk_full_leaves_no_complete_looking_file_and_resumes(env, tmp_path, monkeypatch):
@@ -202,7 +203,7 @@ def test_disk_full_leaves_no_complete_looking_file_and_resumes(env, tmp_path, mo
 
     monkeypatch.setattr(cache_mod, "_write_bytes", full_disk)
     with pytest.raises(FeatureCacheError, match=r"disk full while writing .*rerun"):
-        extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+        extract_splits(feature_spec(cfg), splits=("val",), kinds=("tokens",), progress=False)
     assert writes["n"] == 2  # the failure hit a half-written temp file
     names = [f for _, _, fs in os.walk(cfg["feature_cache_dir"]) for f in fs]
     assert not [n for n in names if ".tmp." in n]
@@ -212,7 +213,7 @@ def test_disk_full_leaves_no_complete_looking_file_and_resumes(env, tmp_path, mo
     failed = [v for v in videos if v not in done][0]
     assert not os.path.exists(entry_paths(cfg["feature_cache_dir"], "tokens", failed)[0])
     monkeypatch.setattr(cache_mod, "_write_bytes", real)
-    stats = extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+    stats = extract_splits(feature_spec(cfg), splits=("val",), kinds=("tokens",), progress=False)
     assert (stats["videos"], stats["skipped"]) == (1, 1)
 
 
@@ -222,24 +223,24 @@ def test_changed_backbone_and_changed_video_are_errors(env, synthetic_root, tmp_
     clip = shutil.copytree(env["clip"], tmp_path / "clip")
     cfg = make_config(str(data), str(clip), str(tmp_path / "frames"), str(tmp_path / "c"),
                       features="tokens")
-    extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+    extract_splits(feature_spec(cfg), splits=("val",), kinds=("tokens",), progress=False)
     video = list_videos(str(data), "synthetic", "val")[0]
-    feature_source(cfg).load(video, np.array([0, 1]))  # fits before the changes
+    feature_source(feature_spec(cfg)).load(video, np.array([0, 1]))  # fits before the changes
     save_tiny_clip(clip, seed=1)  # new weights at the same path
     with pytest.raises(FeatureCacheError, match=r"weights_hash differs"):
-        feature_source(cfg)
+        feature_source(feature_spec(cfg))
     save_tiny_clip(clip, seed=0)
     st = os.stat(video.path)
     os.utime(video.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    feature_source(cfg).load(video, np.array([0, 1]))  # a new mtime alone changes nothing
+    feature_source(feature_spec(cfg)).load(video, np.array([0, 1]))  # a new mtime alone changes nothing
     before = np.load(entry_paths(cfg["feature_cache_dir"], "tokens", video)[0])
     write_mp4(video.path, video.num_frames, seed=5, size=48)  # re-encoded, same frame count
     with pytest.raises(FeatureCacheError, match=r"changed since its tokens features were "
                                                 r"extracted \(fingerprint"):
-        feature_source(cfg).load(video, np.array([0, 1]))
-    stats = extract_from_config(cfg, splits=("val",), kinds=("tokens",), progress=False)
+        feature_source(feature_spec(cfg)).load(video, np.array([0, 1]))
+    stats = extract_splits(feature_spec(cfg), splits=("val",), kinds=("tokens",), progress=False)
     assert (stats["videos"], stats["skipped"]) == (1, 1)  # the stale entry is recomputed
-    after = feature_source(cfg).load(video, np.arange(video.num_frames)).numpy()
+    after = feature_source(feature_spec(cfg)).load(video, np.arange(video.num_frames)).numpy()
     assert not np.allclose(after, before)
 
 
@@ -252,27 +253,27 @@ def test_cp_r_of_dataset_and_feature_cache_stays_valid(env, synthetic_root, tmp_
     shutil.copytree(synthetic_root, one / "synthetic")
     cfg = make_config(str(one), env["clip"], "", "", str(tmp_path / "run"), features="tokens")
     videos = list_videos(str(one), "synthetic", "val")
-    built = ensure_feature_cache(cfg, videos, progress=False)  # nothing there: built now
+    built = ensure_feature_cache(feature_spec(cfg), videos, progress=False)  # nothing there: built now
     assert (built["videos"], built["skipped"]) == (2, 0)
     assert os.path.isdir(one / "byov_cache" / "synthetic" / "clip_64" / "tokens")
     two = tmp_path / "elsewhere" / "two"
     shutil.copytree(one, two, copy_function=shutil.copyfile)  # cp -r: new paths and mtimes
     cfg2 = make_config(str(two), env["clip"], "", "", str(tmp_path / "run"), features="tokens")
     moved = list_videos(str(two), "synthetic", "val")
-    verify_cache(cfg2, moved)
-    assert missing_entries(cfg2, moved) == []
-    assert ensure_feature_cache(cfg2, moved, progress=False)["videos"] == 0
-    src = feature_source(cfg2)
+    verify_cache(feature_spec(cfg2), moved)
+    assert missing_entries(feature_spec(cfg2), moved) == []
+    assert ensure_feature_cache(feature_spec(cfg2), moved, progress=False)["videos"] == 0
+    src = feature_source(feature_spec(cfg2))
     for v, w in zip(videos, moved):
         assert torch.equal(src.load(w, np.arange(w.num_frames)),
-                           feature_source(cfg).load(v, np.arange(v.num_frames)))
+                           feature_source(feature_spec(cfg)).load(v, np.arange(v.num_frames)))
     write_mp4(moved[1].path, moved[1].num_frames, seed=11, size=48)
     with pytest.raises(FeatureCacheError, match="changed since"):
-        verify_cache(cfg2, moved)
-    assert missing_entries(cfg2, moved) == [moved[1]]
-    stats = ensure_feature_cache(cfg2, moved, progress=False)
+        verify_cache(feature_spec(cfg2), moved)
+    assert missing_entries(feature_spec(cfg2), moved) == [moved[1]]
+    stats = ensure_feature_cache(feature_spec(cfg2), moved, progress=False)
     assert (stats["videos"], stats["skipped"]) == (1, 1)
-    verify_cache(cfg2, moved)
+    verify_cache(feature_spec(cfg2), moved)
 
 
 def test_ensure_feature_cache_builds_missing_entries_and_refuses_a_foreign_cache(fp32_cache,
@@ -288,19 +289,19 @@ def test_ensure_feature_cache_builds_missing_entries_and_refuses_a_foreign_cache
     want = np.load(npy)
     os.remove(npy)
     os.remove(marker)
-    stats = ensure_feature_cache(cfg, videos, progress=False)
+    stats = ensure_feature_cache(feature_spec(cfg), videos, progress=False)
     assert (stats["videos"], stats["skipped"]) == (1, 1)
     np.testing.assert_allclose(np.load(npy), want, atol=1e-6)
     # a cache made with other settings (here fp32 where the run asks fp16): refused, untouched
     manifest = os.path.join(cfg["feature_cache_dir"], "merged", "manifest.json")
     before = open(manifest, "rb").read()
     with pytest.raises(FeatureCacheError, match=r"dtype differs"):
-        ensure_feature_cache(cfg | {"feature_dtype": "fp16"}, videos, progress=False)
+        ensure_feature_cache(feature_spec(cfg | {"feature_dtype": "fp16"}), videos, progress=False)
     assert open(manifest, "rb").read() == before
 
 
 def test_cli_extracts_requested_kind(env, tmp_path, capsys):
-    from byov.features.__main__ import main
+    from byov.cli.features import main
 
     cache = tmp_path / "cli"
     stats = main(["extract", "--dataset", "synthetic", "--dataset_root", env["root"],

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from byov.build import build_byov, build_frame_encoder_from_config
 from byov.checkpoint import load_checkpoint
-from byov.features import FeatureCacheError, extract_from_config
+from byov.features import FeatureCacheError, extract_splits
+from byov.spec import feature_spec
 from test_features_cache import make_config, save_tiny_clip
+from train_helpers import byov_model_of, embed_splits as embed, frame_encoder_of, method_of
 
 LOSSES = ("train/loss", "train/msm", "train/mcm_view1", "train/mcm_view2", "val/loss")
 
@@ -26,7 +27,7 @@ def setup(synthetic_root, tmp_path_factory):
 
 
 def train(config):
-    from byov import trainer
+    from byov.training import loop as trainer
 
     summary = trainer.run(config)
     ckpt = load_checkpoint(os.path.join(config["output_dir"], "checkpoints", "last.pth"))
@@ -45,7 +46,7 @@ def fly(setup):
 
 def cached_run(setup, name, kind, dtype):
     config = setup(name, features=kind, feature_dtype=dtype)
-    extract_from_config(config, splits=("train", "val"), kinds=(kind,), progress=False)
+    extract_splits(feature_spec(config), splits=("train", "val"), kinds=(kind,), progress=False)
     return config, train(config)
 
 
@@ -71,11 +72,11 @@ def test_fp16_token_cache_deviation_is_small(setup, fly):
     (s_fly, _) = fly
     config, (s16, _) = cached_run(setup, "tok16", "tokens", "fp16")
     loss_dev = max(abs(s_fly[k] - s16[k]) / abs(s_fly[k]) for k in LOSSES)
-    enc = build_frame_encoder_from_config(config)
+    enc = frame_encoder_of(config)
     videos = list_videos(config["dataset_root"], "synthetic", "train")
     pixels = PairDataset(videos, 6, FrameSource(config["dataset_root"], "synthetic", "clip", 64,
                                                 config["frame_cache_dir"]), length=12)
-    cached = PairDataset(videos, 6, feature_source(config), length=12)
+    cached = PairDataset(videos, 6, feature_source(feature_spec(config)), length=12)
     token_dev, merged_dev, flips = [], [], 0
     for i in range(len(pixels)):
         with torch.no_grad():
@@ -104,20 +105,17 @@ def test_merged_cache_training_is_an_approximation_that_trains(setup, fly):
 
 def embed_splits(cfg, splits, enc, model, progress=False):
     """{split: SplitData} embedded by `model` over the frame encoder `enc`, read as cfg says."""
-    from byov.build import build_byov_method
-    from byov.embedding import embed_splits as embed
-
-    method = build_byov_method(cfg, frame_encoder=enc)
+    method = method_of(cfg, frame_encoder=enc)
     method.model = model
     return embed(method, cfg, splits, progress=progress)
 
 
 def test_evaluation_embeddings_read_the_cache(setup):
     fly_cfg = setup("eval", features="fly")
-    extract_from_config(fly_cfg, splits=("val",), progress=False)
-    enc = build_frame_encoder_from_config(fly_cfg)
+    extract_splits(feature_spec(fly_cfg), splits=("val",), progress=False)
+    enc = frame_encoder_of(fly_cfg)
     torch.manual_seed(0)
-    model = build_byov(fly_cfg).eval()
+    model = byov_model_of(fly_cfg).eval()
     want = embed_splits(fly_cfg, ("val",), enc, model, progress=False)["val"]
     for kind in ("tokens", "merged"):
         got = embed_splits(fly_cfg | {"features": kind}, ("val",), enc, model,
@@ -134,7 +132,7 @@ def test_training_builds_missing_cache_entries_and_refuses_a_foreign_cache(setup
     from byov.features import entry_paths
 
     config = setup("absent", features="tokens")
-    extract_from_config(config, splits=("train",), kinds=("tokens",), progress=False)
+    extract_splits(feature_spec(config), splits=("train",), kinds=("tokens",), progress=False)
     val = list_videos(config["dataset_root"], "synthetic", "val")
     assert not any(os.path.exists(entry_paths(config["feature_cache_dir"], "tokens", v)[1])
                    for v in val)

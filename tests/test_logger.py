@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from byov.logger import MetricMeter, RunLogger, SmoothedValue
+from byov.training.logger import MetricMeter, RunLogger, SmoothedValue
 
 
 def test_run_logger_writes_json_lines_and_tensorboard_events(tmp_path):

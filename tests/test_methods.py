@@ -24,8 +24,7 @@ def ae2_args(args, name, method, **over):
 def test_each_ae2_objective_trains_resumes_exactly_and_embeds(args, tmp_path, method):
     """Two epochs at once == one epoch, then --resume auto for the second (bitwise), for every
     objective; the checkpoint then embeds whole videos with the method's own embedder."""
-    from byov.embedding import embed_splits
-    from byov.methods import build_method
+    from train_helpers import embed_splits, method_of
 
     extra = {"cyclic": "on", "vava_step_prior": True}  # every draw and step-dependent term used
     full = train_in_process(ae2_args(args, "full", method, epochs=2, **extra))
@@ -39,7 +38,7 @@ def test_each_ae2_objective_trains_resumes_exactly_and_embeds(args, tmp_path, me
     assert np.isfinite(full["train/loss"]) and np.isfinite(full["val/loss"])
     if method == "dtw_contrastive":
         assert "train/hinge" in full
-    m = build_method(a["config"], pretrained=False)
+    m = method_of(a["config"], pretrained=False)
     m.load_state_entries(a)
     val = embed_splits(m.eval(), a["config"], ("val",), progress=False)["val"]
     assert val.embeds.shape == (sum(v["num_frames"] for v in val.videos), 16)

@@ -23,7 +23,7 @@ WORKER = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {root!r})
     import torch
-    import byov.trainer as trainer
+    import byov.training.loop as trainer
     import train
 
     original = trainer.train_one_epoch

@@ -208,7 +208,7 @@ def test_evaluations_are_reused_until_the_checkpoint_content_changes(report, tin
 
 
 def test_command_line(tiny_run, capsys):
-    from byov.report.__main__ import main
+    from byov.cli.report import main
     out = os.path.join(tiny_run, "report_cli")
     assert main([tiny_run, "--ckpt", "last", "--out", out, "--no-baselines",
                  "--max_points", "100"]) == 0

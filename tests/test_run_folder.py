@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from byov.checkpoint import CheckpointError
-from byov.runlock import RunFolderLockedError, RunLock
+from byov.training.runlock import RunFolderLockedError, RunLock
 from train_helpers import (ROOT, epoch_summaries, load_ckpt, read_log, subprocess_env,
                            train_in_process)
 
@@ -29,7 +29,7 @@ def test_a_second_training_process_into_the_same_folder_refuses(args, tmp_path):
 
 
 def test_a_lock_held_by_another_process_is_seen_and_released_when_it_dies(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from byov.runlock import "
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from byov.training.runlock import "
             "RunLock; RunLock(sys.argv[1]).acquire(); print('locked', flush=True); "
             "time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "r"), ROOT],
@@ -93,11 +93,16 @@ def test_a_slimmed_checkpoint_names_what_is_missing_and_init_from_starts_a_new_r
 
 def test_an_epoch_draws_one_pair_per_train_video_with_a_partial_last_batch(args, tmp_path):
     """Released: V pairs per epoch (3 train videos, batch 2 -> steps of 2 and 1 pairs)."""
-    from byov.setup import epoch_length
-    assert epoch_length({"batch_size": 2, "steps_per_epoch": 0}, 3, 1) == (3, 2)
-    assert epoch_length({"batch_size": 4, "steps_per_epoch": 0}, 118, 1) == (118, 30)
-    assert epoch_length({"batch_size": 2, "steps_per_epoch": 0}, 5, 2) == (5, 2)
-    assert epoch_length({"batch_size": 2, "steps_per_epoch": 5}, 3, 2) == (20, 5)
+    from byov.spec import ScheduleSpec
+    from byov.training.assembly import epoch_length
+
+    def sched(batch, steps):
+        return ScheduleSpec(epochs=1, batch_size=batch, steps_per_epoch=steps,
+                            lr_schedule="constant", warmup_epochs=0, min_lr=0.0)
+    assert epoch_length(sched(2, 0), 3, 1) == (3, 2)
+    assert epoch_length(sched(4, 0), 118, 1) == (118, 30)
+    assert epoch_length(sched(2, 0), 5, 2) == (5, 2)
+    assert epoch_length(sched(2, 5), 3, 2) == (20, 5)
     summary = train_in_process(args("run", batch_size=2))
     assert summary["step"] == 2
     pairs = [r["train/pairs_per_s"] for r in read_log(str(tmp_path / "run")) if "train/lr" in r]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from byov.schedules import lr_schedule
+from byov.training.schedules import lr_schedule
 
 
 def test_constant_without_warmup_is_flat():

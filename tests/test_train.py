@@ -13,13 +13,13 @@ import torch
 import torch.nn as nn
 import yaml
 
-from byov import engine
-from byov.build import build_byov, build_frame_encoder_from_config, model_from_checkpoint
+from byov.training import engine
 from byov.checkpoint import CheckpointError
 from byov.data.layout import list_videos
-from byov.engine import NonFiniteLossError
+from byov.training.engine import NonFiniteLossError
 from byov.models.ema import momentum_schedule
-from train_helpers import (CHECKPOINT_KEYS, distance, epoch_summaries, load_ckpt, read_log,
+from train_helpers import (CHECKPOINT_KEYS, byov_model_of, embed_splits, frame_encoder_of,
+                           method_of, model_from_checkpoint, distance, epoch_summaries, load_ckpt, read_log,
                            tensors_differing, train_args, train_cli, train_in_process)
 
 STEPS = 3  # ceil(3 train videos / batch 1)
@@ -88,9 +88,7 @@ def test_checkpoint_round_trip_rebuilds_the_trained_model(smoke_run):
     assert not tensors_differing(model.encoder.state_dict(), ckpt["encoder"])
     # The run embedded the val videos with these weights after its last epoch (eval/epoch_0001):
     # the model rebuilt from the checkpoint alone must reproduce those embeddings.
-    from byov.embedding import embed_splits
-    from byov.methods import build_method
-    method = build_method(ckpt["config"])
+    method = method_of(ckpt["config"])
     method.load_state_entries(ckpt)
     method.eval()
     assert not tensors_differing(method.model.encoder.state_dict(), model.encoder.state_dict())
@@ -185,15 +183,15 @@ def test_unfrozen_backbone_is_trained_and_saved(args, tmp_path):
     train_in_process(args("unfrozen", freeze_base=False))
     ckpt = load_ckpt(str(tmp_path / "unfrozen"))
     assert set(ckpt) == CHECKPOINT_KEYS | {"backbone"}
-    initial = build_frame_encoder_from_config(ckpt["config"]).state_dict()
+    initial = frame_encoder_of(ckpt["config"]).state_dict()
     changed = [k for k in initial if not torch.equal(initial[k], ckpt["backbone"][k])]
     assert any("encoder.layers.0" in k for k in changed), changed
     assert any("patch_embedding" in k for k in changed), changed
     assert not any("post_layernorm" in k for k in changed)  # not part of the tokens: no grads
     # the optimizer holds the BYOV parameters and the backbone's trainable ones
     n_backbone = sum(p.requires_grad for p in
-                     build_frame_encoder_from_config(ckpt["config"]).parameters())
-    n_byov = len(build_byov(ckpt["config"]).trainable_parameters())
+                     frame_encoder_of(ckpt["config"]).parameters())
+    n_byov = len(byov_model_of(ckpt["config"]).trainable_parameters())
     assert len(ckpt["optimizer"]["param_groups"][0]["params"]) == n_byov + n_backbone
     frame_encoder, _ = model_from_checkpoint(ckpt, ckpt["config"])
     assert not tensors_differing(frame_encoder.state_dict(), ckpt["backbone"])
@@ -254,7 +252,7 @@ def test_settings_that_cannot_train_are_config_errors(args, tmp_path, overrides,
 def test_downstream_evaluation_leaves_an_unfrozen_backbone_untouched(args, tmp_path):
     """Embedding whole videos must run the backbone in eval mode: an unfrozen CNN's BatchNorm
     would otherwise normalise with batch statistics and overwrite its running ones."""
-    from byov import trainer
+    from byov.training import loop as trainer
     from byov.models.frame_encoders import CLIP_MEAN, CLIP_STD, FrameEncoder
     from utils.config import load_config, to_dict
 
@@ -267,15 +265,20 @@ def test_downstream_evaluation_leaves_an_unfrozen_backbone_untouched(args, tmp_p
     frame_encoder = ConvBN("convbn", nn.Sequential(nn.Conv2d(3, 32, 16, 16), nn.BatchNorm2d(32)),
                            num_patches=4, dim=32, input_size=32, mean=CLIP_MEAN, std=CLIP_STD,
                            weights_source="random-init", freeze=False).train()
-    from byov.build import build_byov_method
-    from byov.data.layout import load_labels
-    from byov.setup import SPLITS
+    import dataclasses
 
-    method = build_byov_method(config, frame_encoder=frame_encoder).train()
+    from byov.data.layout import load_labels
+    from byov.spec import downstream_spec
+    from byov.training.assembly import SPLITS
+
+    method = method_of(config, frame_encoder=frame_encoder).train()
     videos = {s: list_videos(config["dataset_root"], config["dataset"], s) for s in SPLITS}
     labels = load_labels(config["dataset_root"], config["dataset"])
     before = {k: v.clone() for k, v in frame_encoder.state_dict().items()}
-    metrics = trainer.downstream(config, method, videos, labels, str(tmp_path / "eval"))
+    spec = downstream_spec(config)
+    spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, split="val"))
+    run = SimpleNamespace(downstream=spec, method=method, videos=videos, labels=labels)
+    metrics = trainer.downstream(run, str(tmp_path / "eval"))
     assert math.isfinite(metrics["val_score"])
     assert not tensors_differing(frame_encoder.state_dict(), before)  # running stats, counter
     assert frame_encoder.training and method.model.training  # training mode given back
@@ -320,7 +323,7 @@ def test_evaluate_ckpt_rebuilds_the_model_and_reuses_embeddings(smoke_run):
     p = evaluate("--config", cfg, "--frozen_features", "--eval_mode", "val", "--json", frozen)
     assert p.returncode == 0, p.stderr[-3000:]
     assert np.load(os.path.join(run_dir, "eval", "baseline_frozen", "val_embeds.npy")).shape[1] == 32
-    p = subprocess.run([sys.executable, "-m", "byov.eval.report", "compare", frozen, out,
+    p = subprocess.run([sys.executable, "-m", "byov.eval.tables", "compare", frozen, out,
                         "--names", "frozen", "trained"], cwd=root, env=subprocess_env(),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "| F1 Regular |" in p.stdout and "trained" in p.stdout

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from byov import trainer
+from byov.training import loop as trainer
 from byov.checkpoint import CheckpointError
 from conftest import ROOT
 from train_helpers import (epoch_summaries, load_ckpt, read_log, subprocess_env,

@@ -96,7 +96,7 @@ def test_k_steps_through_the_method_and_engine(fx, name, monkeypatch):
     """One level up: ByovMethod.forward (noise from step_noise, patched to the fixture's) and the
     training engine's optimizer_step, exactly as a training run calls them."""
     import byov.methods.byov_method as bm
-    from byov.engine import optimizer_step
+    from byov.training.engine import optimizer_step
 
     variant = fx["variants"][name]
     model = _model(fx, variant)

@@ -134,3 +134,44 @@ def tensors_differing(a, b, atol: float = 0.0, prefix: str = "") -> list[str]:
 def distance(a: dict, b: dict) -> float:
     """Euclidean distance between two state_dicts of float tensors (same keys)."""
     return sum(float((a[k].double() - b[k].double()).pow(2).sum()) for k in a) ** 0.5
+
+
+# -- building from a flat config through the spec layer (what the library's run assembly does) --
+def frame_encoder_of(config):
+    """The frozen backbone a flat config describes (pretrained as the config says)."""
+    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.spec import frame_encoder_spec
+    return frame_encoder_from_spec(frame_encoder_spec(config))
+
+
+def byov_model_of(config):
+    """The trainable BYOV model a flat config describes (random init)."""
+    from byov.methods.byov_method import build_byov
+    from byov.spec import byov_model_spec
+    return build_byov(byov_model_spec(config))
+
+
+def method_of(config, **kwargs):
+    """`byov.methods.build_method` for a flat config."""
+    from byov.methods import build_method
+    from byov.spec import method_spec
+    return build_method(method_spec(config), **kwargs)
+
+
+def model_from_checkpoint(ckpt, config, pretrained=True):
+    """(frame_encoder, model) of a BYOV checkpoint, rebuilt from `config` and loaded strictly."""
+    method = method_of(config, pretrained=pretrained)
+    method.load_state_entries(ckpt)
+    return method.frame_encoder, method.model
+
+
+def embed_splits(method, config, splits, weights="online", progress=False):
+    """{split: SplitData} of the config's dataset embedded by `method` (validated data)."""
+    from byov.data.validate import load_validated
+    from byov.downstream import embed_split
+    from byov.spec import data_spec
+
+    data = data_spec(config)
+    videos, labels = load_validated(data.root, data.dataset, splits, data.frame_cache_dir)
+    return {s: embed_split(lambda v: method.embed_video(v, weights), videos[s], labels, s,
+                           progress) for s in splits}

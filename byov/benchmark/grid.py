@@ -32,6 +32,7 @@ from typing import Any, Callable
 import yaml
 
 from byov.errors import ByovError
+from byov.spec import data_spec, feature_spec, schedule_spec
 
 LAUNCHERS = ("local", "torchrun", "slurm")
 CHECKPOINTS = ("best", "last")
@@ -315,14 +316,16 @@ def make_jobs(grid: Grid, resolve: Callable[[list[str]], dict], caps: Capabiliti
                 config = resolve(argv + ["--seed", str(seed), "--output_dir", run])
                 train_argv = argv + ["--seed", str(seed), "--output_dir", run, "--resume", "auto"]
                 eval_argv = argv + ["--json", os.path.join(run, "test_metrics.json")]
-                extract = (base + override_argv(values) if config["features"] != "fly"
+                extract = (base + override_argv(values) if feature_spec(config).kind != "fly"
                            else None)
                 jobs.append(Job(
-                    id=len(jobs), kind="train", dataset=dataset, dataset_key=config["dataset"],
+                    id=len(jobs), kind="train", dataset=dataset,
+                    dataset_key=data_spec(config).dataset,
                     method=method, seed=seed, run_dir=run,
                     log=os.path.join(logs, dataset, f"{method}_seed{seed}.log"),
                     config_path=cfg_path, train_argv=train_argv, eval_argv=eval_argv,
-                    extract_argv=extract, epochs=config["epochs"], checkpoint=grid.checkpoint,
+                    extract_argv=extract, epochs=schedule_spec(config).epochs,
+                    checkpoint=grid.checkpoint,
                     signature=_signature(cfg_hash, train_argv, eval_argv, grid.checkpoint),
                     config=config))
         cfg_path = grid.config_path(dataset, None)
@@ -346,7 +349,8 @@ def make_jobs(grid: Grid, resolve: Callable[[list[str]], dict], caps: Capabiliti
                                             "--json", os.path.join(out, "test_metrics.json")]
                 tag = name if seed is None else f"{name}_seed{seed}"
                 jobs.append(Job(
-                    id=len(jobs), kind="baseline", dataset=dataset, dataset_key=config["dataset"],
+                    id=len(jobs), kind="baseline", dataset=dataset,
+                    dataset_key=data_spec(config).dataset,
                     method=name, seed=seed, run_dir=out,
                     log=os.path.join(logs, dataset, f"baseline_{tag}.log"), config_path=cfg_path,
                     train_argv=[], eval_argv=eval_argv, extract_argv=None,

@@ -19,7 +19,7 @@ from typing import Any
 from byov.atomic import atomic_write_json, atomic_write_text
 from byov.benchmark import published
 from byov.benchmark.grid import BASELINES, Grid, Job
-from byov.eval.report import progression_headline
+from byov.eval.tables import progression_headline
 
 COLUMNS = published.COLUMNS
 TITLES = ("F1 Reg", "F1 E2X", "F1 X2E", "mAP@10 Reg", "mAP@10 E2X", "mAP@10 X2E",

@@ -29,18 +29,10 @@ def model_from_released_config(config: dict, compat_released_decoder: bool) -> B
 
     Without an `mcm_ratio` key the cross-view ratio is the released hard-wired 2 * mask_ratio.
     """
-    required = ("hidden_dim", "embedding_size", "decoder_embedding_size", "n_layers",
-                "n_layers_dec", "n_heads", "mlp_ratio", "num_frames", "mask_ratio")
-    missing = [k for k in required if k not in config]
-    if missing:
-        raise KeyError(f"released config lacks {missing}; it must hold {required}")
-    return BYOV(in_dim=config["hidden_dim"], embed_dim=config["embedding_size"],
-                dec_dim=config["decoder_embedding_size"], depth=config["n_layers"],
-                depth_dec=config["n_layers_dec"], n_heads=config["n_heads"],
-                mlp_ratio=config["mlp_ratio"], num_frames=config["num_frames"],
-                mask_ratio=config["mask_ratio"],
-                mcm_ratio=config.get("mcm_ratio", 2 * config["mask_ratio"]),
-                compat_released_decoder=compat_released_decoder, target="features")
+    from byov.methods.byov_method import build_byov
+    from byov.spec import released_model_spec
+
+    return build_byov(released_model_spec(config, compat_released_decoder))
 
 
 def load_released(path: str) -> tuple[BYOV, dict]:

@@ -24,7 +24,7 @@ from byov.data.layout import (LABEL_FILE, VIEWS, DataError, Video, dataset_path,
                               list_videos)
 
 BLOCK = 64 * 1024  # bytes read at each of the three positions
-_DIGEST = 16  # bytes of BLAKE2b output (128 bits)
+DIGEST_SIZE = 16  # bytes of BLAKE2b output (128 bits)
 
 
 def file_fingerprint(path: str) -> str:
@@ -39,7 +39,7 @@ def file_fingerprint(path: str) -> str:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            h = hashlib.blake2b(digest_size=_DIGEST)
+            h = hashlib.blake2b(digest_size=DIGEST_SIZE)
             h.update(size.to_bytes(8, "little"))
             if size <= 3 * BLOCK:
                 h.update(f.read())
@@ -55,7 +55,7 @@ def file_fingerprint(path: str) -> str:
 
 def content_hash(path: str) -> str:
     """BLAKE2b hex digest of the whole file at `path` (for small files such as label.pickle)."""
-    h = hashlib.blake2b(digest_size=_DIGEST)
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
     try:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -102,7 +102,7 @@ def data_fingerprint(dataset_root: str, dataset: str, splits: Sequence[str],
     if not os.path.isfile(label_path):
         raise DataError(f"label file {label_path} is missing; it must be the dataset's "
                         f"label.pickle")
-    h = hashlib.blake2b(digest_size=_DIGEST)
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
 
     def add(*parts: str) -> None:
         for part in parts:

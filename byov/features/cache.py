@@ -20,7 +20,7 @@ import errno
 import json
 import os
 import uuid
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,18 +31,6 @@ from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, expected_m
 
 _MAX_OPEN = 256  # memory maps kept open per process (each holds a file descriptor)
 _EXPECTED: dict[tuple, dict] = {}  # per-process memo of expected manifests (one backbone build)
-
-
-def default_cache_dir(dataset_root: str, dataset: str, backbone: str, input_size: int) -> str:
-    return os.path.join(os.path.abspath(dataset_root), "byov_cache", dataset,
-                        f"{backbone}_{int(input_size)}")
-
-
-def cache_dir_for(config: Mapping) -> str:
-    """config['feature_cache_dir'], or the default folder under the dataset root."""
-    return os.path.abspath(config["feature_cache_dir"]) if config["feature_cache_dir"] else \
-        default_cache_dir(config["dataset_root"], config["dataset"], config["backbone"],
-                          config["input_size"])
 
 
 def entry_paths(cache_dir: str, kind: str, video) -> tuple[str, str]:
@@ -242,51 +230,52 @@ def _path_stamp(path: str) -> tuple:
     return ()
 
 
-def expected_for_config(config: Mapping, kind: str, frame_encoder=None) -> dict:
-    """The manifest this run needs for `kind`. Without `frame_encoder` the backbone is built once
-    per process (RNG state preserved, so seeded runs do not shift) and only its identity kept."""
-    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+def expected_for_spec(spec, kind: str, frame_encoder=None) -> dict:
+    """The manifest a run with `byov.spec.FeatureCacheSpec` `spec` needs for `kind`. Without
+    `frame_encoder` the backbone is built once per process (RNG state preserved, so seeded runs
+    do not shift) and only its identity kept."""
+    from byov.models.frame_encoders import frame_encoder_from_spec
 
-    if not config["freeze_base"]:
+    if not spec.encoder.freeze:
         raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
                                 "pass --freeze_base or use --features fly")
-    key = (config["backbone"], config["vision_encoder_path"], _path_stamp(
-        config["vision_encoder_path"]), config["input_size"], config["resnet_stage"], kind,
-        config["feature_dtype"], config["topk_ratio"], config["num_tokens"])
+    enc = spec.encoder
+    key = (enc.backbone, enc.weights, _path_stamp(enc.weights), enc.input_size, enc.resnet_stage,
+           kind, spec.dtype, spec.merge.topk_ratio, spec.merge.num_tokens)
     if frame_encoder is None and key in _EXPECTED:
         return _EXPECTED[key]
     if frame_encoder is None:
         with torch.random.fork_rng(devices=[]):
-            frame_encoder = build_frame_encoder_from_config(config)
-    k = tokens_to_keep(config, frame_encoder.num_patches) if kind == "merged" else None
-    _EXPECTED[key] = expected_manifest(frame_encoder, kind, config["feature_dtype"], k)
+            frame_encoder = frame_encoder_from_spec(enc)
+    k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if kind == "merged" else None
+    _EXPECTED[key] = expected_manifest(frame_encoder, kind, spec.dtype, k)
     return _EXPECTED[key]
 
 
-def _kind(config: Mapping) -> str:
-    if config["features"] not in KINDS:
-        raise ValueError(f"features is {config['features']!r}: no feature cache is read; "
+def cache_kind(spec) -> str:
+    """The cache kind a `FeatureCacheSpec` reads (tokens | merged); ValueError for `fly`."""
+    if spec.kind not in KINDS:
+        raise ValueError(f"features is {spec.kind!r}: no feature cache is read; "
                          f"use --features tokens or --features merged")
-    if config["feature_dtype"] not in DTYPES:
-        raise ValueError(f"feature_dtype must be one of {', '.join(DTYPES)}; got "
-                         f"{config['feature_dtype']!r}")
-    return config["features"]
+    if spec.dtype not in DTYPES:
+        raise ValueError(f"feature_dtype must be one of {', '.join(DTYPES)}; got {spec.dtype!r}")
+    return spec.kind
 
 
-def feature_source(config: Mapping, frame_encoder=None) -> FeatureSource:
-    """The training/evaluation source of config['features'] (tokens | merged), manifest checked.
+def feature_source(spec, frame_encoder=None) -> FeatureSource:
+    """The training/evaluation source of a `FeatureCacheSpec` (tokens | merged), manifest checked.
 
     load(video, indices) -> (T, N, d) float32 tokens, or (T, d) merged features.
     """
-    kind = _kind(config)
-    cache_dir = cache_dir_for(config)
-    manifest = open_manifest(cache_dir, expected_for_config(config, kind, frame_encoder))
-    return FeatureSource(cache_dir, manifest)
+    kind = cache_kind(spec)
+    manifest = open_manifest(spec.cache_dir, expected_for_spec(spec, kind, frame_encoder))
+    return FeatureSource(spec.cache_dir, manifest)
 
 
-def verify_cache(config: Mapping, videos: Sequence, frame_encoder=None) -> None:
-    """Raise FeatureCacheError unless the cache fits the run and holds every video, current."""
-    source = feature_source(config, frame_encoder)
+def verify_cache(spec, videos: Sequence, frame_encoder=None) -> None:
+    """Raise FeatureCacheError unless the cache of `FeatureCacheSpec` `spec` fits the run and
+    holds every video, current."""
+    source = feature_source(spec, frame_encoder)
     missing = [v for v in videos if entry_state(source.cache_dir, source.kind, v,
                                                 (v.num_frames, *source.layout),
                                                 source.dtype) != "done"]
@@ -323,14 +312,14 @@ class CachedMergedFeatures:
         return merge_video_tokens(chunks, self.k)
 
 
-def merged_features(config: Mapping, split: str, frame_encoder=None,
+def merged_features(spec, split: str, frame_encoder=None,
                     videos: Sequence | None = None) -> Callable[[int], torch.Tensor]:
-    """For evaluation: callable(video index of `split`, in list_videos order) -> (L, d) float32."""
-    from byov.build import tokens_to_keep
+    """For evaluation: callable(video index of `split`, in list_videos order) -> (L, d) float32,
+    from the cache of `FeatureCacheSpec` `spec`."""
     from byov.data.layout import list_videos
 
     if videos is None:
-        videos = list_videos(config["dataset_root"], config["dataset"], split)
-    source = feature_source(config, frame_encoder)
-    k = tokens_to_keep(config, source.layout[0]) if source.kind == "tokens" else None
-    return CachedMergedFeatures(source, videos, k, config["encode_chunk_size"])
+        videos = list_videos(spec.data.root, spec.data.dataset, split)
+    source = feature_source(spec, frame_encoder)
+    k = spec.merge.tokens_to_keep(source.layout[0]) if source.kind == "tokens" else None
+    return CachedMergedFeatures(source, videos, k, spec.chunk_size)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from byov.features.cache import (ArrayWriter, _kind, cache_dir_for, check_writable, entry_paths,
-                                 entry_state, expected_for_config, video_stamp)
+from byov.features.cache import (ArrayWriter, cache_kind, check_writable, entry_paths,
+                                 entry_state, expected_for_spec, video_stamp)
 from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, check_manifest,
                                     expected_manifest, manifest_path, open_manifest,
                                     read_manifest)
@@ -208,55 +208,59 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
     return stats
 
 
-def extract_from_config(config: Mapping, splits: Sequence[str] = ("train", "val", "test"),
-                        kinds: Sequence[str] = KINDS, frame_encoder=None,
-                        progress: bool = True) -> dict:
-    """`extract_videos` for the videos of `splits`, settings from a resolved config dict
-    (cache folder, dtype, backbone, K, encode_chunk_size frames per batch, num_workers, device)."""
-    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+def _pixel_source(spec):
     from byov.data.datasets import FrameSource
+    return FrameSource(spec.data.root, spec.data.dataset, spec.encoder.backbone,
+                       spec.encoder.input_size, spec.data.frame_cache_dir)
+
+
+def _require_frozen(spec, fix: str) -> None:
+    if not spec.encoder.freeze:
+        raise FeatureCacheError(f"a feature cache needs a frozen backbone, but freeze_base is off; "
+                                f"{fix}")
+
+
+def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
+                   kinds: Sequence[str] = KINDS, frame_encoder=None,
+                   progress: bool = True) -> dict:
+    """`extract_videos` for the videos of `splits`, with the settings of `byov.spec.
+    FeatureCacheSpec` `spec` (cache folder, dtype, backbone, K, chunk_size frames per batch,
+    num_workers, device)."""
     from byov.data.layout import list_videos
+    from byov.models.frame_encoders import frame_encoder_from_spec
 
-    if not config["freeze_base"]:
-        raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
-                                "pass --freeze_base")
-    cache_dir = cache_dir_for(config)
-    check_writable(cache_dir)  # before the backbone is loaded
-    root, dataset = config["dataset_root"], config["dataset"]
-    videos = [v for split in splits for v in list_videos(root, dataset, split)]
-    source = FrameSource(root, dataset, config["backbone"], config["input_size"],
-                         config["frame_cache_dir"])
+    _require_frozen(spec, "pass --freeze_base")
+    check_writable(spec.cache_dir)  # before the backbone is loaded
+    videos = [v for split in splits for v in list_videos(spec.data.root, spec.data.dataset, split)]
     if frame_encoder is None:
-        frame_encoder = build_frame_encoder_from_config(config)
-    k = tokens_to_keep(config, frame_encoder.num_patches) if "merged" in kinds else None
-    return extract_videos(videos, source, frame_encoder, cache_dir, kinds,
-                          config["feature_dtype"], k, config["encode_chunk_size"],
-                          config["num_workers"], config["device"], progress)
+        frame_encoder = frame_encoder_from_spec(spec.encoder)
+    k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if "merged" in kinds else None
+    return extract_videos(videos, _pixel_source(spec), frame_encoder, spec.cache_dir, kinds,
+                          spec.dtype, k, spec.chunk_size, spec.num_workers, spec.device, progress)
 
 
-def missing_entries(config: Mapping, videos: Sequence, frame_encoder=None) -> list:
-    """The videos whose config['features'] (tokens | merged) entry is absent, unfinished or stale
+def missing_entries(spec, videos: Sequence, frame_encoder=None) -> list:
+    """The videos whose `spec.kind` (tokens | merged) entry is absent, unfinished or stale
     (their video changed since extraction), in the order given.
 
     Raises:
         FeatureCacheError: the cache folder holds a cache of another backbone, weights, input
             size, preprocessing, dtype or STM setting (manifest mismatch), or a damaged entry.
     """
-    kind = _kind(config)
-    cache_dir = cache_dir_for(config)
-    expected = expected_for_config(config, kind, frame_encoder)
-    found = read_manifest(cache_dir, kind)
+    kind = cache_kind(spec)
+    expected = expected_for_spec(spec, kind, frame_encoder)
+    found = read_manifest(spec.cache_dir, kind)
     if found is not None:
-        check_manifest(found, expected, manifest_path(cache_dir, kind))
+        check_manifest(found, expected, manifest_path(spec.cache_dir, kind))
     shape = tuple(expected["token_layout"])
     dtype = np.dtype(expected["dtype"])
-    return [v for v in videos if entry_state(cache_dir, kind, v, (v.num_frames, *shape), dtype,
-                                             stale="todo") == "todo"]
+    return [v for v in videos if entry_state(spec.cache_dir, kind, v, (v.num_frames, *shape),
+                                             dtype, stale="todo") == "todo"]
 
 
-def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
+def ensure_feature_cache(spec, videos: Sequence, frame_encoder=None,
                          progress: bool = True) -> dict:
-    """Make the config['features'] (tokens | merged) cache hold every video of `videos`, current.
+    """Make the `spec.kind` (tokens | merged) cache hold every video of `videos`, current.
 
     What training calls instead of stopping with "extract first": entries that are missing,
     unfinished or stale (the video's content fingerprint changed) are computed now, with a tqdm
@@ -267,12 +271,11 @@ def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
     input size only, so two caches differing in weights or dtype would share it.
 
     Args:
-        config: the resolved flat config (features, feature_cache_dir, dataset_root, dataset,
-            backbone, vision_encoder_path, input_size, feature_dtype, frame_cache_dir,
-            encode_chunk_size, num_workers, device, topk_ratio / num_tokens).
+        spec: the `byov.spec.FeatureCacheSpec` (kind, cache folder, dtype, backbone, STM, data,
+            chunk size, workers, device).
         videos: Video records (every split the run reads).
-        frame_encoder: the run's frozen backbone; None builds it from config (only when something
-            is missing).
+        frame_encoder: the run's frozen backbone; None builds it from the spec (only when
+            something is missing).
     Returns:
         `extract_videos`' stats ({"videos": built, "skipped", "frames", ...}); "videos" is 0
         when the cache was already complete.
@@ -281,31 +284,24 @@ def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
             unwritable folder or a full disk.
         DataError: a video that cannot be decoded into its frame cache.
     """
-    from byov.build import build_frame_encoder_from_config, tokens_to_keep
-    from byov.data.datasets import FrameSource
+    from byov.models.frame_encoders import frame_encoder_from_spec
 
-    kind = _kind(config)
-    if not config["freeze_base"]:
-        raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
-                                "pass --freeze_base or use --features fly")
-    todo = missing_entries(config, videos, frame_encoder)
-    cache_dir = cache_dir_for(config)
+    kind = cache_kind(spec)
+    _require_frozen(spec, "pass --freeze_base or use --features fly")
+    todo = missing_entries(spec, videos, frame_encoder)
     if not todo:
         return {"videos": 0, "skipped": len(videos), "frames": 0, "seconds": 0.0,
-                "frames_per_s": 0.0, "cache_dir": cache_dir}
-    check_writable(cache_dir)  # before the backbone is loaded
+                "frames_per_s": 0.0, "cache_dir": spec.cache_dir}
+    check_writable(spec.cache_dir)  # before the backbone is loaded
     # the pixels come from the h5 frame caches, built in the loader's workers: fail here, clearly
     from byov.data.validate import check_frame_cache_folders
-    check_frame_cache_folders(todo, config["dataset_root"], config["dataset"],
-                              config["frame_cache_dir"])
+    check_frame_cache_folders(todo, spec.data.root, spec.data.dataset, spec.data.frame_cache_dir)
     if frame_encoder is None:
         with torch.random.fork_rng(devices=[]):  # seeded runs do not shift
-            frame_encoder = build_frame_encoder_from_config(config)
-    source = FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
-                         config["input_size"], config["frame_cache_dir"])
-    k = tokens_to_keep(config, frame_encoder.num_patches) if kind == "merged" else None
-    stats = extract_videos(todo, source, frame_encoder, cache_dir, (kind,),
-                           config["feature_dtype"], k, config["encode_chunk_size"],
-                           config["num_workers"], config["device"], progress)
+            frame_encoder = frame_encoder_from_spec(spec.encoder)
+    k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if kind == "merged" else None
+    stats = extract_videos(todo, _pixel_source(spec), frame_encoder, spec.cache_dir, (kind,),
+                           spec.dtype, k, spec.chunk_size, spec.num_workers, spec.device,
+                           progress)
     stats["skipped"] += len(videos) - len(todo)
     return stats

@@ -234,29 +234,22 @@ class AE2Method(Method):
             self.embedder.train(was_training)
 
 
-def build_ae2_method(config: Mapping, pretrained: bool = True) -> AE2Method:
-    """AE2Method for config["method"] from the flat config (AE2's flag names)."""
+def build_ae2_method(spec, pretrained: bool = True) -> AE2Method:
+    """AE2Method for a `byov.spec.MethodSpec` whose `name` is one of AE2's objectives."""
     from byov.ae2.embedder import AE2Embedder
     from byov.ae2.losses import is_cyclic
 
-    cyclic = {"auto": is_cyclic(config["dataset"]), "on": True, "off": False}[config["cyclic"]]
-    embedder = AE2Embedder(embedding_size=config["embedding_size"],
-                           input_size=config["input_size"], freeze_base=config["freeze_base"],
-                           released_grouping=config["context_grouping"] == "released",
-                           pretrained=pretrained, weights_path=config["vision_encoder_path"])
-    source = AE2FrameSource(config["dataset_root"], config["dataset"], config["input_size"],
-                            config["frame_cache_dir"])
+    ae2, data, encoder = spec.ae2, spec.data, spec.encoder
+    cyclic = {"auto": is_cyclic(data.dataset), "on": True, "off": False}[ae2.cyclic]
+    embedder = AE2Embedder(embedding_size=ae2.embedding_size, input_size=encoder.input_size,
+                           freeze_base=encoder.freeze, released_grouping=ae2.released_grouping,
+                           pretrained=pretrained, weights_path=encoder.weights)
+    source = AE2FrameSource(data.root, data.dataset, encoder.input_size, data.frame_cache_dir)
     confidences = None
-    if config["method"] == "dtw_contrastive":
-        confidences = load_bbox_confidences(config["dataset_root"], config["dataset"])
-    settings = {"scale_factor": config["dtw_scale_factor"], "tcc_temp": config["tcc_temp"],
-                "dtw_ratio": config["dtw_ratio"], "dtw_beta": config["dtw_beta"],
-                "cyclic": cyclic, "dtw_l2_normalize": config["dtw_similarity"] == "cosine",
-                "tcc_symmetric": config["tcc_symmetric"],
-                "vava_released_inter": config["vava_inter"] == "released"}
-    return AE2Method(config["method"], embedder, source, settings,
-                     num_frames=config["num_frames"], pairing=config["pairing"],
-                     frame_stride=config["frame_stride"], random_offset=config["random_offset"],
-                     num_positives=config["dtw_shuffle_num"], confidences=confidences,
-                     chunk_size=config["encode_chunk_size"],
-                     step_prior=config["vava_step_prior"])
+    if spec.name == "dtw_contrastive":
+        confidences = load_bbox_confidences(data.root, data.dataset)
+    return AE2Method(spec.name, embedder, source, {**ae2.loss, "cyclic": cyclic},
+                     num_frames=spec.num_frames, pairing=spec.pairing,
+                     frame_stride=ae2.frame_stride, random_offset=ae2.random_offset,
+                     num_positives=ae2.num_positives, confidences=confidences,
+                     chunk_size=spec.chunk_size, step_prior=ae2.step_prior)

@@ -1,8 +1,10 @@
 """What a training method is to the rest of byov: its model, its sampler, its loss, its embedding.
 
-A method is an `nn.Module` (the module DDP wraps). The training loop (`byov.engine`), the run
-(`byov.trainer`), checkpoints and `evaluate.py --ckpt` use only the interface below, so BYOV and
-AE2's alignment objectives share one loop, one checkpoint format and one evaluation.
+A method is an `nn.Module` (the module DDP wraps). The training loop and run assembly
+(`byov.training`), checkpoints and the downstream evaluation (`byov.downstream`) use only the
+interface below, so BYOV and AE2's alignment objectives share one loop, one checkpoint format and
+one evaluation. What differs between methods before a model exists (which backbone to build up
+front, whether pixels are read, which schedules apply) are the class-level hooks at the end.
 """
 from __future__ import annotations
 
@@ -62,6 +64,29 @@ class Method(nn.Module):
     def embed_video(self, video, weights: str = "online") -> torch.Tensor:
         """Per-frame embeddings of a whole video for the downstream tasks: (L, D) float32, CPU."""
         raise NotImplementedError
+
+    def configure_schedules(self, total_steps: int, schedule) -> None:
+        """Per-step schedules of the method itself (e.g. BYOV's EMA momentum), from the run's
+        `byov.spec.ScheduleSpec` and its number of optimizer steps. Default: none."""
+
+    # -- class-level hooks: what the run assembly and the evaluation ask before building -------
+    @classmethod
+    def frame_encoder_spec(cls, spec):
+        """The `FrameEncoderSpec` of a shared frozen backbone to build before the data (it
+        extracts a missing feature cache), or None when the method builds its own model."""
+        return None
+
+    @classmethod
+    def reads_frames(cls, spec) -> bool:
+        """Whether training and embedding read pixels (h5 frame caches) rather than a feature
+        cache, for the `byov.spec.MethodSpec` `spec`."""
+        return True
+
+    @classmethod
+    def needs_pretrained_weights(cls, ckpt: Mapping) -> bool:
+        """Whether rebuilding the model of checkpoint `ckpt` needs the backbone's pretrained
+        weights (parts the checkpoint does not hold). Default: no, the checkpoint is whole."""
+        return False
 
     @property
     def device(self) -> torch.device:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from byov.errors import ByovError
 from byov.methods.base import Method
 from byov.models.masking import draw_noise
 from byov.models.stm import merge_video_tokens, selective_token_merge
@@ -109,6 +110,23 @@ class ByovMethod(Method):
         self.model.update_target(momentum)
         return {"ema_momentum": momentum}
 
+    def configure_schedules(self, total_steps: int, schedule) -> None:
+        if schedule.ema_momentum is not None and self.model.target_encoder is not None:
+            from byov.models.ema import momentum_schedule
+            self.momenta = momentum_schedule(schedule.ema_momentum, total_steps)
+
+    @classmethod
+    def frame_encoder_spec(cls, spec):
+        return spec.encoder
+
+    @classmethod
+    def reads_frames(cls, spec) -> bool:
+        return spec.features.kind == "fly"
+
+    @classmethod
+    def needs_pretrained_weights(cls, ckpt: Mapping) -> bool:
+        return ckpt.get("backbone") is None  # a frozen backbone is not stored
+
     def pair_dataset(self, videos: Sequence, seed: int, length: int):
         from byov.data.datasets import PairDataset
         return PairDataset(videos, self.num_frames, self.source, self.pairing, seed=seed,
@@ -179,3 +197,64 @@ class ByovMethod(Method):
         # a frozen backbone stays in eval mode (FrameEncoder.train enforces it as well)
         self.frame_encoder.train(mode and not getattr(self.frame_encoder, "frozen", True))
         return self
+
+
+# -- building from specs ---------------------------------------------------------------------------
+class ModelConfigError(ByovError, ValueError):
+    """The config does not fit the backbone (e.g. hidden_dim differs from its token width)."""
+
+
+def check_backbone_width(hidden_dim: int, frame_encoder) -> None:
+    """Raises ModelConfigError when the backbone's token width is not `hidden_dim`."""
+    if frame_encoder.dim != hidden_dim:
+        raise ModelConfigError(
+            f"hidden_dim is {hidden_dim} but the {frame_encoder.name} backbone gives "
+            f"{frame_encoder.dim}-d tokens; set --hidden_dim {frame_encoder.dim} (or "
+            f"hidden_dim: {frame_encoder.dim} in the yaml)")
+
+
+def build_byov(spec) -> nn.Module:
+    """The trainable BYOV encoder + decoder (+ EMA teacher when target == "ema") of a
+    `byov.spec.ByovModelSpec`."""
+    from byov.models.byov import BYOV
+
+    return BYOV(in_dim=spec.hidden_dim, embed_dim=spec.embedding_size,
+                dec_dim=spec.decoder_embedding_size, depth=spec.n_layers,
+                depth_dec=spec.n_layers_dec, n_heads=spec.n_heads, mlp_ratio=spec.mlp_ratio,
+                num_frames=spec.num_frames, mask_ratio=spec.mask_ratio, mcm_ratio=spec.mcm_ratio,
+                compat_released_decoder=spec.compat_released_decoder, target=spec.target)
+
+
+def frame_source(spec, frame_encoder=None):
+    """Where a `byov.spec.MethodSpec`'s training clips and evaluation videos come from: the h5
+    frame cache (`features: fly`, pixels) or the feature cache (`tokens` / `merged`, checked
+    against the backbone)."""
+    if spec.features.kind != "fly":
+        from byov.features.cache import feature_source
+        return feature_source(spec.features, frame_encoder)
+    from byov.data.datasets import FrameSource
+    return FrameSource(spec.data.root, spec.data.dataset, spec.encoder.backbone,
+                       spec.encoder.input_size, spec.data.frame_cache_dir)
+
+
+def build_byov_method(spec, pretrained: bool = True, frame_encoder=None) -> ByovMethod:
+    """`ByovMethod` (frame encoder, BYOV model, STM K, frame source) of a `byov.spec.MethodSpec`.
+
+    The EMA momentum schedule (target "ema") is set by the training set-up, which knows the
+    number of steps; without it `after_optimizer_step` does not update the teacher.
+
+    Raises:
+        ModelConfigError: hidden_dim differs from the backbone's token width.
+        WeightsNotFoundError: pretrained weights are not available locally.
+    """
+    from byov.models.frame_encoders import frame_encoder_from_spec
+
+    if frame_encoder is None:
+        frame_encoder = frame_encoder_from_spec(spec.encoder, pretrained=pretrained)
+    check_backbone_width(spec.byov.hidden_dim, frame_encoder)
+    return ByovMethod(frame_encoder, build_byov(spec.byov),
+                      spec.features.merge.tokens_to_keep(frame_encoder.num_patches),
+                      frame_source(spec, frame_encoder), num_frames=spec.num_frames,
+                      pairing=spec.pairing, chunk_size=spec.chunk_size,
+                      loss_terms=spec.loss_terms, memo_features=spec.encoder.freeze)
+

@@ -291,3 +291,12 @@ def build_frame_encoder(name: str, path: str = "", input_size: int = 224,
     if name == "efficientnet_lite0":
         return _build_efficientnet_lite0(path, input_size, pretrained, freeze)
     raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+
+
+def frame_encoder_from_spec(spec, pretrained: bool = True) -> FrameEncoder:
+    """`build_frame_encoder` for a `byov.spec.FrameEncoderSpec`; `pretrained` False (or the spec's
+    own `pretrained` False) builds random-init weights."""
+    return build_frame_encoder(spec.backbone, path=spec.weights, input_size=spec.input_size,
+                               resnet_stage=spec.resnet_stage, freeze=spec.freeze,
+                               pretrained=pretrained and spec.pretrained)
+

@@ -70,7 +70,8 @@ def _clean(out_dir: str) -> None:
 def build_report(run_dir: str, ckpt: str = "best", split: str = "test",
                  out_dir: str | None = None, overrides: dict | None = None,
                  baselines: bool = True, n_pairs: int = 3, n_strip: int = 8,
-                 max_points: int = 800, n_progression: int = 4) -> ReportResult:
+                 max_points: int = 800, n_progression: int = 4,
+                 resolve_config=None) -> ReportResult:
     """Write RUN_DIR/report/index.html (or OUT_DIR/index.html) and its figures.
 
     Args:
@@ -83,13 +84,15 @@ def build_report(run_dir: str, ckpt: str = "best", split: str = "test",
         n_pairs: ego/exo pairs in the alignment figures; n_strip: frames per strip.
         max_points: frames in the 2-D embedding maps (random subsample, seeded).
         n_progression: videos in the progression figure.
+        resolve_config: flat config dict -> the full resolved config (defaults filled in,
+            validated); the command line passes utils/config.py's. None: used as stored.
     Raises:
         ReportError: not a run folder, or no such checkpoint; what evaluate.py raises when the
             embeddings must be produced and cannot be.
     """
     timer = _Timer()
     out_dir = out_dir or os.path.join(run_dir, "report")
-    inp = gather(run_dir, ckpt, split, overrides, baselines)
+    inp = gather(run_dir, ckpt, split, overrides, baselines, resolve_config)
     timer.lap("inputs (embeddings, metrics)")
     os.makedirs(out_dir, exist_ok=True)
     _clean(out_dir)
@@ -98,7 +101,7 @@ def build_report(run_dir: str, ckpt: str = "best", split: str = "test",
     # OpenMP threads made t-SNE 20-50x slower (measured: 42 s vs 0.8 s for 60 frames).
     with threadpool_limits(limits=1):
         sections = _sections(res, out_dir, timer, n_pairs, n_strip, max_points, n_progression)
-    dataset, evl = str(inp.config.get("dataset")), inp.model.evl
+    dataset, evl = inp.spec.eval.dataset, inp.model.evl
     k = int(max(np.max(inp.model.train.labels), np.max(evl.labels))) + 1
     total = sum(timer.seconds.values())
     meta = [f"checkpoint <code>{html.escape(inp.ckpt_path)}</code> · evaluated split "
@@ -126,7 +129,7 @@ def _sections(res: ReportResult, out_dir: str, timer: _Timer, n_pairs: int, n_st
     # 6. headline metrics (first on the page)
     rows = [(model.name, model.metrics, True)] + [(b.name, b.metrics, False)
                                                     for b in inp.baselines]
-    dataset = str(inp.config.get("dataset"))
+    dataset = inp.spec.eval.dataset
     sections.append(Section(
         "metrics", "Headline metrics",
         how=f"The AE2 protocol on the <b>{html.escape(split)}</b> split (fit on train): "
@@ -158,7 +161,7 @@ def _sections(res: ReportResult, out_dir: str, timer: _Timer, n_pairs: int, n_st
     res.images += [f for f, _ in figs]
     timer.lap("curves")
 
-    reader = FrameReader(inp.config, split)
+    reader = FrameReader(inp.spec.method.data, split)
     # 2. alignment
     figs = []
     for i, (a, b) in enumerate(alignment.pick_pairs(evl, n_pairs)):
@@ -230,9 +233,7 @@ def _sections(res: ReportResult, out_dir: str, timer: _Timer, n_pairs: int, n_st
     timer.lap("embedding map")
 
     # 5. progression and confusion
-    from byov.eval.progression import headline_uses_time_feature
-    tf = headline_uses_time_feature(dataset, str(inp.config.get("progression_time_feature",
-                                                                "auto")))
+    tf = inp.spec.eval.time_feature
     figs = []
     try:
         res.progression = phases.fit_progression(train, evl, tf)

@@ -7,7 +7,6 @@ with `INTER_AREA`.
 """
 from __future__ import annotations
 
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -20,17 +19,15 @@ class FrameReader:
     """RGB thumbnails of the videos of one split, by (view, name) and frame index.
 
     Args:
-        config: the run's resolved config (dataset_root, dataset, frame_cache_dir).
+        data: the run's `byov.spec.DataSpec` (dataset root, name, frame cache folder).
         split: "train", "val" or "test".
         size: thumbnail side in pixels.
     Raises:
         DataError: the dataset or split cannot be listed (the message names the path and fix).
     """
 
-    def __init__(self, config: Mapping, split: str, size: int = 112):
-        self.root = str(config["dataset_root"])
-        self.dataset = str(config["dataset"])
-        self.cache_dir = str(config.get("frame_cache_dir") or "")
+    def __init__(self, data, split: str, size: int = 112):
+        self.root, self.dataset, self.cache_dir = data.root, data.dataset, data.frame_cache_dir
         self.size = int(size)
         self.videos = {(v.view, v.name): v for v in list_videos(self.root, self.dataset, split)}
         self._paths: dict[tuple[str, str], str] = {}

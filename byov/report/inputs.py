@@ -5,18 +5,18 @@ Run folder (README "Training"): `config.yaml`, `log.jsonl`, `checkpoints/{best,l
 `_label.npy`, `_videos.json`, `metrics.json`) and the frozen-backbone baseline's evaluation folder
 (`eval/baseline_frozen/` or `eval/frozen_features/`, what `evaluate.py --frozen_features` writes).
 
-Embeddings and metrics that are missing or older than the checkpoint are produced by the
-project's own evaluation entry point (`evaluate.main`), in ONE function, `run_project_evaluation`,
-so the report never re-implements embedding or scoring.
+Embeddings and metrics that are missing or stale (content keys: checkpoint bytes, data
+fingerprint, settings) are produced by the library's one evaluation call,
+`byov.downstream.evaluate_model`, as `evaluate.py` does, so the report never re-implements
+embedding or scoring and never shows stale embeddings or labels.
 """
 from __future__ import annotations
 
-import contextlib
-import io
+import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 from byov.errors import ByovError
 from byov.eval.io import SplitData, load_split
@@ -55,7 +55,7 @@ class RunInputs:
     run_dir: str
     ckpt_path: str
     split: str
-    config: dict
+    spec: object  # byov.spec.DownstreamSpec of the checkpoint (its config + location overrides)
     config_text: str
     log: list[dict]
     model: Evaluation
@@ -105,7 +105,7 @@ def read_config(run_dir: str) -> tuple[dict, str]:
 
 def read_log(run_dir: str) -> list[dict]:
     """The records of RUN_DIR/log.jsonl ([] when absent); a torn last line is skipped."""
-    from byov.logger import iter_log_records
+    from byov.training.logger import iter_log_records
 
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.isfile(path):
@@ -113,31 +113,18 @@ def read_log(run_dir: str) -> list[dict]:
     return [record for _, record in iter_log_records(path)]
 
 
-def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+def _evaluate(config: dict, folder: str, split: str, resolve: Callable[[dict], dict], *,
+              checkpoint=None, baseline: str | None = None) -> bool:
+    """`byov.downstream.evaluate_model` of a checkpoint or a baseline into `folder` (content-
+    keyed reuse); returns True when it embedded now."""
+    from byov.downstream import evaluate_model
+    from byov.spec import downstream_spec
 
-
-def run_project_evaluation(argv: list[str]) -> bool:
-    """`evaluate.py ARGV` in this process: embed, or reuse the embedding folder when its content
-    key (checkpoint bytes, data fingerprint, settings; see `byov.embedding`) is unchanged, then
-    score, writing metrics.json into the evaluation folder. The report's only way to produce
-    embeddings. Returns True when it embedded, False when it reused the embeddings.
-
-    Raises what evaluate.py raises (ByovError subclasses name the fix).
-    """
-    try:
-        import evaluate
-    except ImportError:  # run from outside the project root: evaluate.py sits next to byov/
-        sys.path.insert(0, _project_root())
-        import evaluate
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):  # evaluate.py prints its table; the page shows it
-        evaluate.main(list(argv))
-    return "embedded into" in out.getvalue()
-
-
-def _location_args(overrides: dict) -> list[str]:
-    return [a for k, v in overrides.items() if v is not None for a in (f"--{k}", str(v))]
+    spec = downstream_spec(resolve({**config, "eval_mode": split}))
+    meta = {"checkpoint": checkpoint.path if checkpoint else None, "baseline": baseline,
+            "source": "byov.report"}
+    return evaluate_model(spec, folder, checkpoint=checkpoint, baseline=baseline,
+                          meta=meta).embedded
 
 
 def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation:
@@ -148,70 +135,71 @@ def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation
                       metrics, folder)
 
 
-def method_label(config: dict, ckpt_path: str) -> str:
-    method = str(config.get("method", "byov"))
+def method_label(method: str, ckpt_path: str) -> str:
     label = "BYOV" if method == "byov" else method.upper()
     return f"{label} ({os.path.basename(ckpt_path)})"
 
 
-def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, config: dict,
-                          overrides: dict) -> tuple[Evaluation, bool]:
-    """(the checkpoint's evaluation on `split`, whether it was embedded now).
+def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: dict,
+                          resolve: Callable[[dict], dict]) -> tuple[Evaluation, bool, object]:
+    """(the checkpoint's evaluation on `split`, whether it was embedded now, its DownstreamSpec).
 
-    Always goes through `evaluate.py --ckpt PATH --eval_mode SPLIT --embed_dir
-    RUN_DIR/eval/<stem>`, which reuses the folder's embeddings only when they were made from the
-    same checkpoint bytes and the same data (never by modification times), so the page never
-    shows stale embeddings or labels.
+    The model is rebuilt from the checkpoint's own config (location overrides applied) into
+    RUN_DIR/eval/<stem>/, whose embeddings are reused only when they were made from the same
+    checkpoint bytes and the same data (never by modification times).
     """
+    from byov.checkpoint import read_checkpoint
+    from byov.spec import downstream_spec
+
+    checkpoint = read_checkpoint(ckpt_path)
+    config = resolve({**checkpoint.state["config"], **overrides, "eval_mode": split})
     stem = os.path.splitext(os.path.basename(ckpt_path))[0]
     folder = os.path.join(run_dir, "eval", stem)
-    made = run_project_evaluation(["--ckpt", ckpt_path, "--eval_mode", split, "--embed_dir",
-                                   folder, *_location_args(overrides)])
-    return load_evaluation(folder, split, method_label(config, ckpt_path), "model"), made
+    made = _evaluate(config, folder, split, resolve, checkpoint=checkpoint)
+    spec = downstream_spec(config)
+    return (load_evaluation(folder, split, method_label(spec.method.name, ckpt_path), "model"),
+            made, spec)
 
 
-def frozen_evaluation(run_dir: str, split: str, overrides: dict) -> tuple[Evaluation, bool]:
-    """(the frozen-backbone features' evaluation on `split`, whether it was embedded now), via
-    `evaluate.py --config RUN_DIR/config.yaml --baseline frozen --output_dir RUN_DIR` (content-
-    keyed reuse of RUN_DIR/eval/baseline_frozen/, as for the checkpoint)."""
-    made = run_project_evaluation(["--config", os.path.join(run_dir, "config.yaml"),
-                                   "--baseline", "frozen", "--eval_mode", split, "--output_dir",
-                                   run_dir, *_location_args(overrides)])
-    folder = os.path.join(run_dir, "eval", "baseline_frozen")
-    return load_evaluation(folder, split, "frozen backbone features", "frozen"), made
+def baseline_evaluation(run_dir: str, config: dict, split: str, baseline: str,
+                        name: str, resolve: Callable[[dict], dict]) -> tuple[Evaluation, bool]:
+    """(a baseline's evaluation on `split` in RUN_DIR/eval/baseline_<name>/, whether it was
+    embedded now), from the run's config.yaml (content-keyed reuse, as for the checkpoint)."""
+    folder = os.path.join(run_dir, "eval", f"baseline_{baseline}")
+    made = _evaluate(config, folder, split, resolve, baseline=baseline)
+    return load_evaluation(folder, split, name, baseline), made
 
 
-def time_evaluation(run_dir: str, model: Evaluation, split: str, config: dict
-                    ) -> Evaluation | None:
-    """The `time` baseline (t/L per frame, `byov.eval.baselines`) on the model's splits, or None
-    when that module does not exist. Its metrics come from RUN_DIR/eval/baseline_time/ when that
-    holds `split`, else they are computed here (in memory, nothing written)."""
-    try:
-        from byov.eval.baselines import time_split
-    except ImportError:
-        return None
-    name = "time t/L (baseline)"
-    from byov.eval import evaluate_embeddings
-    from byov.eval.progression import headline_uses_time_feature
+def time_evaluation(model: Evaluation, spec) -> Evaluation:
+    """The `time` baseline (t/L per frame, `byov.eval.baselines`) on the model's splits, computed
+    here in memory (nothing written)."""
+    from byov.downstream import score
+    from byov.eval import TASKS
+    from byov.eval.baselines import time_split
 
     train, evl = time_split(model.train), time_split(model.evl)
-    metrics = evaluate_embeddings(
-        train, evl, time_feature=headline_uses_time_feature(
-            str(config.get("dataset")), str(config.get("progression_time_feature", "auto"))),
-        progress=False)
-    return Evaluation(name, "time", train, evl, metrics, None)
+    metrics = score(train, evl, dataclasses.replace(spec.eval, tasks=TASKS, few_shot=False))
+    return Evaluation("time t/L (baseline)", "time", train, evl, metrics, None)
+
+
+def _identity(config: dict) -> dict:
+    return config
 
 
 def gather(run_dir: str, ckpt: str = "best", split: str = "test", overrides: dict | None = None,
-           baselines: bool = True) -> RunInputs:
+           baselines: bool = True, resolve_config: Callable[[dict], dict] | None = None
+           ) -> RunInputs:
     """Read (and where needed produce) everything a report of RUN_DIR needs.
 
     Args:
-        overrides: location keys passed on to evaluate.py and the frame reader
-            ({"dataset_root": ..., "frame_cache_dir": ...}; None values are ignored).
+        overrides: location keys ({"dataset_root": ..., "frame_cache_dir": ...}; None values
+            are ignored) applied to the run's and the checkpoint's config.
         baselines: also the frozen-features and time baselines (a failure there becomes a note
             on the page, not an error).
+        resolve_config: flat config dict -> the resolved config (defaults filled in, checked);
+            the command line passes utils/config.py's; None uses the dict as stored.
     """
+    resolve = resolve_config or _identity
     if not os.path.isdir(run_dir):
         raise ReportError(f"run folder {run_dir} does not exist; pass the --output_dir of a "
                           f"train.py run")
@@ -222,34 +210,31 @@ def gather(run_dir: str, ckpt: str = "best", split: str = "test", overrides: dic
     config = {**config, **overrides}
     ckpt_path = resolve_checkpoint(run_dir, ckpt)
     notes = []
-    model, made = checkpoint_evaluation(run_dir, ckpt_path, split, config, overrides)
+    model, made, spec = checkpoint_evaluation(run_dir, ckpt_path, split, overrides, resolve)
     notes.append(f"{model.name}: {'embedded and evaluated now' if made else 'reused'} "
                  f"{model.folder}")
-    inputs = RunInputs(run_dir, ckpt_path, split, config, text, read_log(run_dir), model,
+    inputs = RunInputs(run_dir, ckpt_path, split, spec, text, read_log(run_dir), model,
                        notes=notes)
     if baselines:
         try:
-            frozen, made = frozen_evaluation(run_dir, split, overrides)
+            frozen, made = baseline_evaluation(run_dir, config, split, "frozen",
+                                               "frozen backbone features", resolve)
             inputs.baselines.append(frozen)
             notes.append(f"{frozen.name}: {'embedded and evaluated now' if made else 'reused'} "
                          f"{frozen.folder}")
-        except (ByovError, OSError, ValueError, SystemExit) as e:  # SystemExit: argparse
+        except (ByovError, OSError, ValueError) as e:
             notes.append(f"frozen backbone features baseline unavailable: {e}")
         try:
-            timed = time_evaluation(run_dir, model, split, config)
-            if timed is not None:
-                inputs.baselines.append(timed)
-                notes.append(f"{timed.name}: evaluated now, in memory")
+            inputs.baselines.append(time_evaluation(model, spec))
+            notes.append(f"{inputs.baselines[-1].name}: evaluated now, in memory")
         except (ByovError, ValueError) as e:
             notes.append(f"time baseline unavailable: {e}")
-        folder = os.path.join(run_dir, "eval", RANDOM_INIT_FOLDER)
-        if os.path.isdir(folder):  # only when the run evaluated it (run.sh demo does)
-            made = run_project_evaluation(["--config", os.path.join(run_dir, "config.yaml"),
-                                           "--baseline", "random_init", "--eval_mode", split,
-                                           "--output_dir", run_dir, *_location_args(overrides)])
-            untrained = load_evaluation(folder, split, "untrained model (random init, "
-                                        "baseline)", "random_init")
+        if os.path.isdir(os.path.join(run_dir, "eval", RANDOM_INIT_FOLDER)):
+            # only when the run evaluated it (run.sh demo does)
+            untrained, made = baseline_evaluation(
+                run_dir, config, split, "random_init", "untrained model (random init, "
+                "baseline)", resolve)
             inputs.baselines.append(untrained)
             notes.append(f"{untrained.name}: {'embedded and evaluated now' if made else 'reused'}"
-                         f" {folder}")
+                         f" {untrained.folder}")
     return inputs

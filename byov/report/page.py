@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from byov.atomic import atomic_write_text
-from byov.eval.report import progression_headline
+from byov.eval.tables import progression_headline
 
 SETTINGS = ("regular", "ego2exo", "exo2ego")
 

@@ -119,7 +119,7 @@ def format_comparison(runs: list[dict], names: list[str], dataset: str | None = 
 def main(argv=None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m byov.eval.report",
+    p = argparse.ArgumentParser(prog="python -m byov.eval.tables",
                                 description="side-by-side table of metrics json files")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="compare evaluate.py --json outputs")

@@ -1,10 +1,10 @@
 """The training run: epochs of the method's loss, validation, downstream evaluation, checkpoints.
 
 `run(config)` takes the resolved flat config dict (utils/config.py's fields) and trains in the
-run folder `config["output_dir"]`: config.yaml, log.jsonl, tb/, checkpoints/, eval/. Everything
-is built by `byov.setup.build_training`; this module only loops. Single process, or one process
-per GPU under torchrun (DDP; NCCL on CUDA, gloo on CPU); rank 0 alone logs, evaluates, saves
-and holds the run folder's lock.
+run folder (`--output_dir`): config.yaml, log.jsonl, tb/, checkpoints/, eval/. Everything is
+built by `byov.training.assembly.build_training`; this module only loops. Single process, or one
+process per GPU under torchrun (DDP; NCCL on CUDA, gloo on CPU); rank 0 alone logs, evaluates,
+saves and holds the run folder's lock.
 """
 from __future__ import annotations
 
@@ -17,40 +17,22 @@ from tqdm import tqdm
 
 from byov import checkpoint as ckpt_lib
 from byov import distributed as D
-from byov.engine import train_one_epoch, validation_loss
-from byov.logger import MetricMeter, RunLogger
-from byov.setup import SPLITS, Training, build_training, set_aside_dead_run
-
-VAL_SCORE_KEYS = (("classification_f1", "regular"), ("classification_f1", "ego2exo"),
-                  ("classification_f1", "exo2ego"), ("retrieval_map10", "regular"),
-                  ("retrieval_map10", "ego2exo"), ("retrieval_map10", "exo2ego"))
-
-
-def val_score(metrics: Mapping) -> float | None:
-    """Mean of the three val F1 and three val mAP@10 values (those that are defined)."""
-    values = [(metrics.get(a) or {}).get(b) for a, b in VAL_SCORE_KEYS]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-def metric_value(metrics: Mapping, name: str) -> float | None:
-    """`val_score`, a top-level metric (kendalls_tau), or `group.setting` (retrieval_map10.regular)."""
-    if name == "val_score":
-        return metrics.get("val_score")
-    node = metrics
-    for part in name.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node if isinstance(node, (int, float)) else None
-
+from byov.training.engine import train_one_epoch, validation_loss
+from byov.downstream.pipeline import metric_value
+from byov.training.logger import MetricMeter, RunLogger
+from byov.training.assembly import SPLITS, Training, build_training, set_aside_dead_run
 
 def run(config: dict) -> dict:
     """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
-    info = D.init_distributed(config["device"])
+    from byov.spec import run_spec
+
+    run_dir = run_spec(config)
+    info = D.init_distributed(run_dir.device)
     try:
         lock = contextlib.nullcontext()
         if info.is_main:  # one run per folder; the lock dies with the process
-            from byov.runlock import RunLock
-            lock = RunLock(config["output_dir"])
+            from byov.training.runlock import RunLock
+            lock = RunLock(run_dir.output_dir)
         with lock:
             return _run(build_training(config, info))
     finally:
@@ -58,26 +40,28 @@ def run(config: dict) -> dict:
 
 
 def _run(t: Training) -> dict:
-    config, info, out_dir = t.config, t.info, t.config["output_dir"]
+    info, out_dir, epochs = t.info, t.run.output_dir, t.schedule.epochs
+    method_name = t.downstream.method.name
     if info.is_main:  # only once the resume is known to be valid: a refused one changes nothing
         if t.resume_path is None:
             set_aside_dead_run(out_dir)
-        write_config(config, os.path.join(out_dir, "config.yaml"))
+        write_config(t.config, os.path.join(out_dir, "config.yaml"))
     logger = RunLogger(out_dir, enabled=info.is_main,
                        resume_step=t.step if t.resume_path else None)
-    manager = ckpt_lib.CheckpointManager(out_dir, config["save_every"])
+    manager = ckpt_lib.CheckpointManager(out_dir, t.run.save_every)
     step, best = t.step, t.best
     if info.is_main:
-        print(f"training {config['method']} on {info.device} "
-              f"({D.effective_precision(info.device, config['precision'])}), world size "
-              f"{info.world_size}, {t.steps_per_epoch} steps/epoch x {config['epochs']} epochs, "
-              f"batch {config['batch_size']}/process, {len(t.train_set)} pairs/epoch")
-        if t.start_epoch >= config["epochs"]:
+        print(f"training {method_name} on {info.device} "
+              f"({D.effective_precision(info.device, t.run.precision)}), world size "
+              f"{info.world_size}, {t.steps_per_epoch} steps/epoch x {epochs} epochs, "
+              f"batch {t.schedule.batch_size}/process, {len(t.train_set)} pairs/epoch")
+        if t.start_epoch >= epochs:
             print(f"{t.resume_path} already completed epoch {t.start_epoch - 1} (0-based) of "
-                  f"--epochs {config['epochs']}: nothing to train; raise --epochs to continue")
+                  f"--epochs {epochs}: nothing to train; raise --epochs to continue")
     summary: dict = {}
     meter = MetricMeter()
-    for epoch in range(t.start_epoch, config["epochs"]):
+    every = t.downstream.eval.every_n_epochs
+    for epoch in range(t.start_epoch, epochs):
         t.train_set.set_epoch(epoch)
         bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
                    disable=not info.is_main)
@@ -92,17 +76,16 @@ def _run(t: Training) -> dict:
                    **{f"train/{k}": v for k, v in train_loss.items()}}
         metrics = None
         if info.is_main:
-            val = validation_loss(t.method, t.val_loader, seed=config["seed"],
+            val = validation_loss(t.method, t.val_loader, seed=t.run.seed,
                                   device=info.device, autocast=t.autocast)
             summary.update({f"val/{k}": v for k, v in val.items()})
-            if config["ds_every_n_epoch"] and (epoch + 1) % config["ds_every_n_epoch"] == 0:
-                metrics = downstream(config, t.method, t.videos, t.labels,
-                                     os.path.join(out_dir, "eval", f"epoch_{epoch:04d}"))
+            if every and (epoch + 1) % every == 0:
+                metrics = downstream(t, os.path.join(out_dir, "eval", f"epoch_{epoch:04d}"))
                 summary.update(flat_metrics(metrics))
             logger.log(step, epoch=epoch, **summary)
             is_best = False
             if metrics is not None:
-                value = metric_value(metrics, config["best_metric"])
+                value = metric_value(metrics, t.downstream.eval.best_metric)
                 if value is not None and (best is None or value > best):
                     best, is_best = value, True
             manager.save(checkpoint_state(t, step, epoch, metrics, best), epoch, is_best=is_best)
@@ -110,7 +93,7 @@ def _run(t: Training) -> dict:
                 f"{k} {v:.4f}" for k, v in summary.items() if k != "epoch_seconds"))
         D.barrier()
     logger.close()
-    return {"epoch": config["epochs"] - 1, "step": step, **summary}
+    return {"epoch": epochs - 1, "step": step, **summary}
 
 
 def write_config(config: Mapping, path: str) -> None:
@@ -122,33 +105,18 @@ def write_config(config: Mapping, path: str) -> None:
     print(f"resolved config written to {path}")
 
 
-def downstream(config: Mapping, method, videos: Mapping, labels: Mapping, out_dir: str) -> dict:
+def downstream(t: Training, out_dir: str) -> dict:
     """Embed train + val with the method's current weights (eval mode, fp32) and run the AE2
-    tasks on val; the embeddings, metrics.json and metrics.md go to out_dir."""
-    from byov.embedding import embed_split
-    from byov.eval import evaluate_embeddings, parse_tasks
-    from byov.eval.io import save_split
-    from byov.eval.progression import headline_uses_time_feature
-    from byov.eval.report import write_metrics
+    tasks on val (`byov.downstream.evaluate_model`); embeddings, metrics.json and metrics.md go
+    to out_dir. Returns the metrics, with `val_score`."""
+    from byov.downstream import evaluate_model
 
-    # eval mode for every part: an unfrozen CNN's BatchNorm must not use or update batch
-    # statistics while whole videos are embedded
-    modes = {name: m.training for name, m in method.named_modules()}
-    method.eval()
-    splits = {s: embed_split(method.embed_video, videos[s], labels, s, progress=False)
-              for s in SPLITS}
-    for name, m in method.named_modules():
-        m.training = modes[name]
-    for name, data in splits.items():
-        save_split(out_dir, name, data)
-    metrics = evaluate_embeddings(splits["train"], splits["val"], parse_tasks(config["eval_task"]),
-                                  time_feature=headline_uses_time_feature(
-                                      config["dataset"], config["progression_time_feature"]),
-                                  progress=False)
-    metrics["val_score"] = val_score(metrics)
-    write_metrics(out_dir, metrics, {"dataset": config["dataset"], "eval_split": "val",
-                                     "method": config["method"], "weights": "online"})
-    return metrics
+    spec = t.downstream
+    result = evaluate_model(spec, out_dir, method=t.method, data=(t.videos, t.labels),
+                            meta={"dataset": spec.eval.dataset, "eval_split": "val",
+                                  "method": spec.method.name, "weights": "online"},
+                            add_val_score=True)
+    return result.metrics
 
 
 CROSS_VIEW_GROUPS = ("classification_f1", "retrieval_map10")

@@ -56,11 +56,11 @@ def check_finite(out: Mapping, keys: Iterable[str], step: int) -> None:
 def train_one_epoch(t, start_step: int, *, meter=None,
                     on_log: Callable[[int, dict], None] | None = None,
                     progress=None) -> tuple[int, dict]:
-    """Run one epoch of a run built by `byov.setup.build_training`.
+    """Run one epoch of a run built by `byov.training.assembly.build_training`.
 
     Args:
         t: the `Training` (its module, method, train_loader, optimizer, per-step `lrs`, scaler,
-            autocast, info and config: seed, grad_clip, log_every).
+            autocast, info, and its run / optim specs: seed, log_every, grad_clip).
         start_step: the global step of the epoch's first optimizer step (schedules and the
             step's randomness are indexed by it).
         meter, on_log, progress: throughput meter, `on_log(step, scalars)` every `log_every`
@@ -70,7 +70,7 @@ def train_one_epoch(t, start_step: int, *, meter=None,
     Raises:
         NonFiniteLossError: before the optimizer step of a NaN/inf loss.
     """
-    method, config = t.method, t.config
+    method, seed = t.method, t.run.seed
     t.module.train()
     keys = method.loss_keys
     sums = {k: 0.0 for k in keys}
@@ -83,9 +83,9 @@ def train_one_epoch(t, start_step: int, *, meter=None,
             group["lr"] = lr
         batch = to_device(batch, t.info.device)
         with t.autocast():
-            out = t.module(batch, (config["seed"], 0, step, t.info.rank))
+            out = t.module(batch, (seed, 0, step, t.info.rank))
         check_finite(out, keys, step)
-        optimizer_step(out["loss"], t.optimizer, t.scaler, config["grad_clip"])
+        optimizer_step(out["loss"], t.optimizer, t.scaler, t.optim.grad_clip)
         extra = method.after_optimizer_step(step)
         values = {k: out[k].item() for k in keys}
         for key, value in values.items():
@@ -98,7 +98,7 @@ def train_one_epoch(t, start_step: int, *, meter=None,
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{values['loss']:.4f}")
-        if on_log is not None and (step % config["log_every"] == 0):
+        if on_log is not None and (step % t.run.log_every == 0):
             scalars = {f"train/{k}": v for k, v in values.items()}
             scalars["train/lr"] = lr
             scalars.update({f"train/{k}": v for k, v in extra.items()})

@@ -5,7 +5,7 @@
 2. the data: every split the run touches is validated up front (labels, frame counts), frame
    caches and the feature cache are built when missing (`prepare_data`);
 3. the method (`byov.methods`), its optimizer, its schedules and its data loaders.
-The trainer (`byov.trainer`) then only loops.
+The trainer (`byov.training.loop`) then only loops.
 """
 from __future__ import annotations
 
@@ -22,19 +22,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from byov import checkpoint as ckpt_lib
 from byov import distributed as D
+from byov import spec as S
 
 SPLITS = ("train", "val")  # what a training run reads (val: val loss and downstream metrics)
-# Keys that must match on resume beyond the architecture: which parameters the optimizer state
-# belongs to, and everything that shapes the per-step schedules (lr, EMA momentum) and the data
-# each step sees. A resume continues the same run or is refused.
-RESUME_KEYS = ("method", "freeze_base", "batch_size", "steps_per_epoch", "lr", "lr_schedule",
-               "warmup_epochs", "min_lr", "ema_momentum", "seed", "pairing")
 
 
 @dataclass
 class Training:
     """What `build_training` returns (see the module docstring)."""
-    config: dict
+    config: dict  # the resolved flat config, stored as is in every checkpoint
+    run: S.RunSpec
+    optim: S.OptimSpec
+    schedule: S.ScheduleSpec
+    downstream: S.DownstreamSpec  # the val protocol (split "val", no few-shot)
     info: D.DistInfo
     method: torch.nn.Module
     module: torch.nn.Module  # the method, DDP-wrapped when distributed
@@ -57,15 +57,6 @@ class Training:
 
 
 # ------------------------------------------------------------------------------- run folder
-def schedule_keys(config: Mapping) -> tuple[str, ...]:
-    """RESUME_KEYS, plus `epochs` when the number of steps shapes a schedule (cosine lr, EMA)."""
-    keys = RESUME_KEYS
-    if config["lr_schedule"] == "cosine" or (config["method"] == "byov"
-                                             and config["target"] == "ema"):
-        keys += ("epochs",)
-    return keys
-
-
 def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | None]:
     """(resume path, resumed checkpoint) after every check a resume or a fresh start needs.
 
@@ -73,12 +64,13 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
     checkpoint without the optimizer/RNG state a resume needs (a weights-only checkpoint: use
     --init_from), or a fresh run into a folder that holds a run.
     """
-    out_dir = config["output_dir"]
-    resume_path = ckpt_lib.resolve_resume(config["resume"], out_dir)
-    if resume_path is not None and config["init_from"]:
+    run = S.run_spec(config)
+    out_dir = run.output_dir
+    resume_path = ckpt_lib.resolve_resume(run.resume, out_dir)
+    if resume_path is not None and run.init_from:
         raise ckpt_lib.CheckpointError(
-            f"--init_from {config['init_from']} starts a new run from weights, but --resume "
-            f"{config['resume']} would continue {resume_path}; give one of them")
+            f"--init_from {run.init_from} starts a new run from weights, but --resume "
+            f"{run.resume} would continue {resume_path}; give one of them")
     if resume_path is None:
         last = ckpt_lib.CheckpointManager(out_dir, 0).last_path
         if os.path.isfile(last):
@@ -96,7 +88,7 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
             f"weights, pass --init_from {resume_path} (fresh optimizer, schedules from step 0) "
             f"and no --resume")
     ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS, where=resume_path)
-    ckpt_lib.check_compatible(resumed["config"], config, schedule_keys(config),
+    ckpt_lib.check_compatible(resumed["config"], config, S.resume_keys(config),
                               where=resume_path, what="schedule or data settings")
     saved_world = resumed.get("world_size")
     if saved_world is not None and saved_world != info.world_size:
@@ -120,7 +112,7 @@ def set_aside_dead_run(out_dir: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- data
-def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple[dict, dict]:
+def prepare_data(spec: S.MethodSpec, info: D.DistInfo, frame_encoder=None) -> tuple[dict, dict]:
     """({split: [Video]}, labels) for SPLITS, validated before the first step.
 
     Rank 0 generates the synthetic dataset when asked, checks labels and frame counts of every
@@ -128,53 +120,57 @@ def prepare_data(config: Mapping, info: D.DistInfo, frame_encoder=None) -> tuple
     merged, with `frame_encoder`), with progress bars; the other ranks wait, then list.
     """
     from byov.data.validate import load_validated
+    from byov.methods import method_class
 
-    root, dataset = config["dataset_root"], config["dataset"]
-    if info.is_main and dataset == "synthetic":
+    data = spec.data
+    if info.is_main and data.dataset == "synthetic":
         from byov.data.synthetic import ensure_synthetic
         # the demo's own generated data: a folder from an older generator version is replaced
         # whole (only when it holds nothing but this generator's videos), never reused stale
-        if ensure_synthetic(os.path.join(root, "synthetic"), seed=0, replace_stale=True):
-            print(f"generated the synthetic dataset in {os.path.join(root, 'synthetic')}")
+        if ensure_synthetic(data.path, seed=0, replace_stale=True):
+            print(f"generated the synthetic dataset in {data.path}")
     D.barrier()
-    reads_frames = config["method"] != "byov" or config["features"] == "fly"
+    reads_frames = method_class(spec.name).reads_frames(spec)
     # a run from a complete feature cache reads no frames, so a read-only data root without
     # frame caches is fine then (ensure_feature_cache checks the folders when it must extract)
-    videos, labels = load_validated(root, dataset, SPLITS,
-                                    config["frame_cache_dir"] if reads_frames else None)
+    videos, labels = load_validated(data.root, data.dataset, SPLITS,
+                                    data.frame_cache_dir if reads_frames else None)
     todo = [v for s in SPLITS for v in videos[s]]
     if info.is_main:
         if not reads_frames:
             from byov.features import ensure_feature_cache
-            ensure_feature_cache(config, todo, frame_encoder)
+            ensure_feature_cache(spec.features, todo, frame_encoder)
         else:
             from tqdm import tqdm
 
             from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
             for v in tqdm(todo, desc="frame caches", unit="video", leave=False):
-                ensure_frame_cache(v, frame_cache_path(v, root, dataset, config["frame_cache_dir"]))
+                ensure_frame_cache(v, frame_cache_path(v, data.root, data.dataset,
+                                                       data.frame_cache_dir))
     D.barrier()
     return videos, labels
 
 
 # ----------------------------------------------------------------------------------- method
-def build_method_for_run(config: Mapping, info: D.DistInfo, resumed: Mapping | None = None):
-    """(method, videos, labels): the BYOV backbone is built once, before the data, because a
-    missing feature cache is extracted with it. A resumed AE2 run needs no ImageNet weights:
-    the checkpoint holds the whole embedder."""
-    from byov.methods import build_method
+def build_method_for_run(spec: S.MethodSpec, info: D.DistInfo, seed: int, pretrained: bool):
+    """(method, videos, labels): a method's shared frozen backbone (BYOV's) is built once, before
+    the data, because a missing feature cache is extracted with it. A resumed or initialised run
+    (`pretrained` False) needs no pretrained weights beyond what its checkpoint lacks."""
+    from byov.methods import build_method, method_class
 
     frame_encoder = None
-    if config["method"] == "byov":
-        from byov.build import build_frame_encoder_from_config, check_backbone_width
-        frame_encoder = build_frame_encoder_from_config(config)
-        check_backbone_width(config, frame_encoder)
-    videos, labels = prepare_data(config, info, frame_encoder)
+    encoder_spec = method_class(spec.name).frame_encoder_spec(spec)
+    if encoder_spec is not None:
+        from byov.methods.byov_method import check_backbone_width
+        from byov.models.frame_encoders import frame_encoder_from_spec
+        frame_encoder = frame_encoder_from_spec(encoder_spec)
+        if spec.byov is not None:
+            check_backbone_width(spec.byov.hidden_dim, frame_encoder)
+    videos, labels = prepare_data(spec, info, frame_encoder)
     # building a missing cache draws from the global RNG (DataLoader seeds): re-seed, so the
     # model starts the same whether or not the caches already existed
-    D.seed_everything(config["seed"], info.rank)
-    method = build_method(config, pretrained=resumed is None and not config["init_from"],
-                          frame_encoder=frame_encoder)
+    D.seed_everything(seed, info.rank)
+    method = build_method(spec, pretrained=pretrained, frame_encoder=frame_encoder)
     return method, videos, labels
 
 
@@ -190,15 +186,15 @@ def _loader(dataset, batch_size: int, info: D.DistInfo, num_workers: int,
                       persistent_workers=False, drop_last=False)
 
 
-def epoch_length(config: Mapping, num_videos: int, world_size: int) -> tuple[int, int]:
+def epoch_length(schedule: S.ScheduleSpec, num_videos: int, world_size: int) -> tuple[int, int]:
     """(pairs per epoch, optimizer steps per epoch per process).
 
     Released: one pair per train video per epoch (V pairs), the last batch partial. With
     `steps_per_epoch` > 0: exactly that many full batches on every process.
     """
-    batch = config["batch_size"]
-    if config["steps_per_epoch"]:
-        return config["steps_per_epoch"] * batch * world_size, config["steps_per_epoch"]
+    batch = schedule.batch_size
+    if schedule.steps_per_epoch:
+        return schedule.steps_per_epoch * batch * world_size, schedule.steps_per_epoch
     return num_videos, math.ceil(math.ceil(num_videos / world_size) / batch)
 
 
@@ -213,33 +209,39 @@ def load_initial_weights(method, path: str, config: Mapping) -> None:
 
 def build_training(config: dict, info: D.DistInfo) -> Training:
     """Everything a run needs, from the resolved config (see the module docstring)."""
-    from byov.models.ema import momentum_schedule
-    from byov.schedules import lr_schedule
+    import dataclasses
+
+    from byov.training.schedules import lr_schedule
 
     device = info.device
-    D.seed_everything(config["seed"], info.rank)
+    run, optim, schedule = S.run_spec(config), S.optim_spec(config), S.schedule_spec(config)
+    mspec = S.method_spec(config)
+    downstream = S.downstream_spec(config)
+    downstream = dataclasses.replace(downstream, eval=dataclasses.replace(
+        downstream.eval, split="val", few_shot=False))
+    D.seed_everything(run.seed, info.rank)
     resume_path, resumed = prepare_run(config, info)
-    method, videos, labels = build_method_for_run(config, info, resumed)
+    method, videos, labels = build_method_for_run(
+        mspec, info, run.seed, pretrained=resumed is None and not run.init_from)
     method.to(device)
     from byov.data.fingerprint import data_fingerprint
-    data = data_fingerprint(config["dataset_root"], config["dataset"], SPLITS, videos)
+    data = data_fingerprint(mspec.data.root, mspec.data.dataset, SPLITS, videos)
     if resumed is not None and resumed.get("data_fingerprint") not in (None, data):
         raise ckpt_lib.CheckpointError(
             f"the data changed since {resume_path} was written (label.pickle, the train/val "
-            f"split lists or a video of {config['dataset']} under {config['dataset_root']} "
+            f"split lists or a video of {mspec.data.dataset} under {mspec.data.root} "
             f"differ): resuming would continue the run on other data. Restore the data, or start "
             f"a new run from these weights with --init_from {resume_path}")
 
-    pairs, steps_per_epoch = epoch_length(config, len(videos["train"]), info.world_size)
-    total_steps = config["epochs"] * steps_per_epoch
-    lrs = lr_schedule(config["lr"], total_steps, config["warmup_epochs"] * steps_per_epoch,
-                      config["lr_schedule"], config["min_lr"])
-    if config["method"] == "byov" and config["target"] == "ema":
-        method.momenta = momentum_schedule(config["ema_momentum"], total_steps)
+    pairs, steps_per_epoch = epoch_length(schedule, len(videos["train"]), info.world_size)
+    total_steps = schedule.epochs * steps_per_epoch
+    lrs = lr_schedule(optim.lr, total_steps, schedule.warmup_epochs * steps_per_epoch,
+                      schedule.lr_schedule, schedule.min_lr)
+    method.configure_schedules(total_steps, schedule)
 
-    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=config["lr"],
-                                 weight_decay=config["wd"])
-    scaler = D.make_grad_scaler(device, config["precision"])
+    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=optim.lr,
+                                 weight_decay=optim.weight_decay)
+    scaler = D.make_grad_scaler(device, run.precision)
     start_epoch, step, best = 0, 0, None
     if resumed is not None:
         method.load_state_entries(resumed, where=resume_path)
@@ -252,27 +254,27 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
             ckpt_lib.restore_rng_state(resumed["rng"])
         print(f"[rank {info.rank}] resumed from {resume_path} at epoch {start_epoch}, "
               f"step {step}")
-    elif config["init_from"]:
-        load_initial_weights(method, config["init_from"], config)
+    elif run.init_from:
+        load_initial_weights(method, run.init_from, config)
 
     module = method
     if info.distributed:
         module = torch.nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None)
-    train_set = method.pair_dataset(videos["train"], seed=config["seed"], length=pairs)
-    val_set = method.pair_dataset(videos["val"], seed=config["seed"] + 1,
-                                  length=len(videos["val"]))
-    batch = config["batch_size"]
-    train_loader = _loader(train_set, batch, info, config["num_workers"], device)
+    train_set = method.pair_dataset(videos["train"], seed=run.seed, length=pairs)
+    val_set = method.pair_dataset(videos["val"], seed=run.seed + 1, length=len(videos["val"]))
+    batch = schedule.batch_size
+    train_loader = _loader(train_set, batch, info, run.num_workers, device)
     val_loader = _loader(val_set, batch, info, 0, device) if info.is_main else None
-    return Training(config=config, info=info, method=method, module=module,
+    return Training(config=config, run=run, optim=optim, schedule=schedule,
+                    downstream=downstream, info=info, method=method, module=module,
                     optimizer=optimizer, scaler=scaler, train_set=train_set, val_set=val_set,
                     train_loader=train_loader, val_loader=val_loader, videos=videos,
                     labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
-                    autocast=lambda: D.autocast_context(device, config["precision"]),
+                    autocast=lambda: D.autocast_context(device, run.precision),
                     resume_path=resume_path, start_epoch=start_epoch, step=step, best=best,
                     data_fingerprint=data)
 
 
-__all__ = ["RESUME_KEYS", "SPLITS", "Training", "build_training", "epoch_length",
-           "prepare_data", "prepare_run", "schedule_keys", "set_aside_dead_run"]
+__all__ = ["SPLITS", "Training", "build_training", "epoch_length", "prepare_data",
+           "prepare_run", "set_aside_dead_run"]

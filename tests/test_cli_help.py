@@ -256,3 +256,19 @@ def test_grid_jobs_give_each_entry_point_only_its_flags(tmp_path):
                             ("extract", job.extract_argv)):
             if argv:
                 parser_of(entry).parse_args(argv)  # nothing refused
+
+
+def test_bench_ablation_flags():
+    """bench/ablation.py's train.py command and variants, and its evaluate.py calls."""
+    source = open(os.path.join(ROOT, "bench", "ablation.py")).read()
+    flags = lambda text: set(re.findall(r'"(--[a-z_]+)"', text))  # noqa: E731
+    variants = source[source.index("VARIANTS = {"):source.index("\n}\n", source.index(
+        "VARIANTS = {"))]
+    train_cmd = re.search(r'"train\.py",(.*?)\]', source, re.S).group(1)
+    calls = re.findall(r"evaluate\(\[(.*?)\]", source, re.S)
+    assert len(calls) >= 2
+    for entry, found in (("train", flags(variants) | flags(train_cmd)),
+                         ("evaluate", flags(" ".join(calls)) | {"--json"})):
+        assert len(found) >= 5, (entry, found)
+        parser = parser_of(entry)
+        assert {f for f in found if not _accepts(parser, f)} == set(), entry

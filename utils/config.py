@@ -8,6 +8,11 @@ Every setting is a flat field of `Config`, spelled as the released BYOV flag (`-
 Unknown keys and values of the wrong type are errors that name the key. Booleans are real flags:
 `--freeze_base` / `--no-freeze_base`. The resolved config is written to `<output_dir>/config.yaml`
 and stored in every checkpoint.
+
+Each field reads `_key(default, meaning, section, entry points that use it)`: `--help` groups the
+keys by section (data, model, training, evaluation, run), and an entry point refuses on its
+command line a key it does not use (`train.py --ckpt` names evaluate.py); a --config yaml may hold
+every key, so one yaml serves train.py, evaluate.py and the feature extraction.
 """
 from __future__ import annotations
 

@@ -181,7 +181,7 @@ def _accepts(parser, flag):
         parser._option_string_actions[flag], cfgmod._Refused)
 
 
-def test_run_sh_flags_and_forwarding(tmp_path):
+def test_run_sh_flags_and_forwarding():
     script = open(os.path.join(ROOT, "scripts", "run.sh")).read()
     for program, entry in (("python evaluate.py", "evaluate"), ("train.py", "train"),
                            ("byov.features extract", "extract")):

@@ -356,6 +356,12 @@ _INSTEAD = {
     ("evaluate", "init_from"): "evaluate a checkpoint with --ckpt PATH",
     ("evaluate", "resume"): "evaluate a checkpoint with --ckpt PATH",
 }
+_INSTEAD_BY_ENTRY = {
+    "train": "evaluate.py takes it when it evaluates a checkpoint (--ckpt PATH)",
+    "evaluate": "evaluate.py --ckpt takes the training settings from the checkpoint",
+    "extract": "the extraction reads only the data, feature cache and frame encoder settings "
+               "and --device",
+}
 
 
 def used_keys(entry: str) -> tuple[str, ...]:
@@ -368,13 +374,13 @@ def used_keys(entry: str) -> tuple[str, ...]:
 def refusal(entry: str, key: str) -> str:
     """Why `--key` is refused on `entry`'s command line, and what to do instead."""
     users = [ENTRY_POINTS[u] for u in _FIELDS[key].metadata["used_by"]]
-    whose = (f"an {users[0]}" if users[0][0] in "aeiou" else f"a {users[0]}") + " flag" \
-        if len(users) == 1 else f"a flag of {' and '.join(users)}"
-    instead = _INSTEAD.get((entry, key))
-    if instead is None and entry == "evaluate":
-        instead = "evaluate.py --ckpt takes the training settings from the checkpoint"
-    return (f"--{key} is {whose}, not used by {ENTRY_POINTS[entry]}; "
-            f"{instead or 'remove it'} (keys in a --config yaml are accepted everywhere)")
+    if len(users) > 1:
+        whose = f"a flag of {' and '.join(users)}"
+    else:
+        whose = f"{'an' if users[0][0] in 'aeiou' else 'a'} {users[0]} flag"
+    instead = _INSTEAD.get((entry, key), _INSTEAD_BY_ENTRY[entry])
+    return (f"--{key} is {whose}, not used by {ENTRY_POINTS[entry]}; {instead} (keys in a "
+            f"--config yaml are accepted everywhere)")
 
 
 class _Refused(argparse.Action):

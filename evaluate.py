@@ -25,23 +25,23 @@ from utils.config import build_parser, load_config, to_dict
 
 
 def build_eval_parser():
-    p = build_parser(__doc__.splitlines()[0])
-    p.add_argument("--embeddings", metavar="DIR", default=None,
-                   help="evaluate the embedding folder DIR (train + eval split files)")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the metrics here")
-    p.add_argument("--val_files_are_test", action="store_true", default=False,
-                   help="AE2's released folders: val_* files hold the test split")
-    p.add_argument("--baseline", choices=BASELINES, default=None,
-                   help="evaluate a trivial baseline: time (per-frame feature t/L), frozen (the "
-                        "frozen backbone's merged features), random_init (the untrained "
-                        "method); embedded into --embed_dir (default "
-                        "<output_dir>/eval/baseline_<name>)")
-    p.add_argument("--frozen_features", action="store_const", dest="baseline", const="frozen",
-                   help="alias of --baseline frozen")
-    p.add_argument("--embed_dir", metavar="DIR", default=None,
-                   help="evaluation folder: where --ckpt writes embeddings and where "
-                        "metrics.json/metrics.md go (default: the embeddings folder)")
-    return p
+    def own(p):
+        p.add_argument("--embeddings", metavar="DIR", default=None,
+                       help="evaluate the embedding folder DIR (train + eval split files)")
+        p.add_argument("--json", metavar="FILE", default=None, help="also write the metrics here")
+        p.add_argument("--val_files_are_test", action="store_true", default=False,
+                       help="AE2's released folders: val_* files hold the test split")
+        p.add_argument("--baseline", choices=BASELINES, default=None,
+                       help="evaluate a trivial baseline: time (per-frame feature t/L), frozen "
+                            "(the frozen backbone's merged features), random_init (the untrained "
+                            "method); embedded into --embed_dir (default "
+                            "<output_dir>/eval/baseline_<name>)")
+        p.add_argument("--frozen_features", action="store_const", dest="baseline",
+                       const="frozen", help="alias of --baseline frozen")
+        p.add_argument("--embed_dir", metavar="DIR", default=None,
+                       help="evaluation folder: where --ckpt writes embeddings and where "
+                            "metrics.json/metrics.md go (default: the embeddings folder)")
+    return build_parser(__doc__.splitlines()[0], entry="evaluate", own=own)
 
 
 def default_embed_dir(ckpt_path: str) -> str:

@@ -9,11 +9,16 @@ Settings: utils/config.py (defaults) < --config yaml < command line. The run fol
 """
 import sys
 
-from utils.config import ConfigError, load_config, to_dict
+from utils.config import ConfigError, build_parser, load_config, to_dict
+
+
+def build_train_parser():
+    """train.py's flags: the config keys it uses, by section; evaluate.py's are refused."""
+    return build_parser(__doc__.splitlines()[0], entry="train")
 
 
 def main(argv=None) -> dict:
-    cfg, _ = load_config(argv)
+    cfg, _ = load_config(argv, build_train_parser())
     from byov.training import loop as trainer
     return trainer.run(to_dict(cfg))
 

@@ -17,12 +17,18 @@ fi
 name=$1; shift
 if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
-resolved=$(python -c "import sys; from utils.config import load_config
-c = load_config(sys.argv[1:])[0]; print(c.features, c.method, c.output_dir)" --config "configs/$name.yaml" "$@")
+resolved=$(python -c "import sys; from utils.config import build_parser, load_config
+c = load_config(sys.argv[1:], build_parser(entry='train'))[0]; print(c.features, c.method, c.output_dir)" --config "configs/$name.yaml" "$@")
 read -r features method out <<< "$resolved"
+# the extra flags go to train.py; the feature extraction and evaluate.py take the ones they use
+# (each entry point refuses the flags it does not use, e.g. evaluate.py --epochs)
+flags_for() { python -c "import sys; from utils.config import argv_for
+sys.stdout.write(''.join(a + chr(0) for a in argv_for(sys.argv[1], sys.argv[2:])))" "$@"; }
+mapfile -d '' extract_flags < <(flags_for extract "$@")
+mapfile -d '' eval_flags < <(flags_for evaluate "$@")
 if [ "$method" = byov ] && [ "$features" != fly ]; then
   # the frozen-backbone feature cache (README "Feature cache"); finished videos are skipped
-  python -m byov.features extract --config "configs/$name.yaml" "$@"
+  python -m byov.features extract --config "configs/$name.yaml" "${extract_flags[@]}"
 fi
 if [ "${NPROC:-1}" -gt 1 ]; then
   torchrun --standalone --nproc_per_node="$NPROC" train.py --config "configs/$name.yaml" "$@"
@@ -34,7 +40,7 @@ fi
 ckpt=$out/checkpoints/best.pth
 [ -f "$ckpt" ] || ckpt=$out/checkpoints/last.pth
 stem=$(basename "$ckpt" .pth)
-python evaluate.py --config "configs/$name.yaml" "$@" --ckpt "$ckpt" \
+python evaluate.py --config "configs/$name.yaml" "${eval_flags[@]}" --ckpt "$ckpt" \
   --json "$out/eval/$stem/metrics_test.json"
 if [ "$name" = demo ]; then
   # the same four tasks on the trivial baselines: relative time t/L alone, the frozen backbone's
@@ -42,7 +48,7 @@ if [ "$name" = demo ]; then
   names=()
   files=()
   for b in time frozen random_init; do
-    python evaluate.py --config "configs/$name.yaml" "$@" --baseline "$b" \
+    python evaluate.py --config "configs/$name.yaml" "${eval_flags[@]}" --baseline "$b" \
       --json "$out/eval/baseline_$b/metrics_test.json"
     names+=("baseline: $b")
     files+=("$out/eval/baseline_$b/metrics_test.json")

@@ -305,11 +305,14 @@ def test_cli_extracts_requested_kind(env, tmp_path, capsys):
 
     cache = tmp_path / "cli"
     stats = main(["extract", "--dataset", "synthetic", "--dataset_root", env["root"],
-                  "--vision_encoder_path", env["clip"], "--input_size", "64", "--hidden_dim",
-                  "32", "--frame_cache_dir", env["frames"], "--feature_cache_dir", str(cache),
+                  "--vision_encoder_path", env["clip"], "--input_size", "64",
+                  "--frame_cache_dir", env["frames"], "--feature_cache_dir", str(cache),
                   "--num_workers", "0", "--device", "cpu", "--splits", "val", "--kind", "merged"])
     assert stats["videos"] == 2 and sorted(os.listdir(cache)) == ["merged"]
     assert "frames/s" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the model width is train.py's and evaluate.py's
+        main(["extract", "--hidden_dim", "32"])
+    assert "--hidden_dim is a flag of train.py and evaluate.py" in capsys.readouterr().err
     with pytest.raises(Exception, match="--splits"):
         main(["extract", "--splits", "train,bogus"])
     with pytest.raises(SystemExit, match="usage"):

@@ -224,7 +224,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step(value):
             module=step_module, method=step_module, train_loader=[batch], optimizer=optimizer,
             lrs=np.full(10, 0.1), scaler=None, autocast=contextlib.nullcontext,
             info=SimpleNamespace(device=torch.device("cpu"), rank=0),
-            config={"seed": 0, "grad_clip": 0.0, "log_every": 1})
+            run=SimpleNamespace(seed=0, log_every=1), optim=SimpleNamespace(grad_clip=0.0))
         engine.train_one_epoch(run, 5)
     assert step_module.w.item() == 1.0 and step_module.w.grad is None
 

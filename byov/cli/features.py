@@ -21,18 +21,26 @@ USAGE = ("usage: python -m byov.features extract --config FILE [--key value ...]
 
 
 
+def build_parser(cfgmod):
+    """`python -m byov.features extract`'s parser: its own flags, then the config keys it uses."""
+    def own(group):
+        group.add_argument("--splits", default="train,val,test",
+                           help="comma-separated splits to extract (default train,val,test)")
+        group.add_argument("--kind", choices=KIND_CHOICES, default=None,
+                           help="tokens (exact), merged (compact) or both; default: merged when "
+                                "--features merged, else both")
+    parser = cfgmod.build_parser("Extract the frozen-backbone feature cache.", entry="extract",
+                                 own=own)
+    parser.prog = "python -m byov.features extract"
+    return parser
+
+
 def parse(argv: list[str]):
     """-> (config dict, splits tuple, kinds tuple). Raises SystemExit / ConfigError."""
     cfgmod = import_project_config()
     if not argv or argv[0] != "extract":
         raise SystemExit(USAGE)
-    parser = cfgmod.build_parser("Extract the frozen-backbone feature cache.")
-    parser.prog = "python -m byov.features extract"
-    parser.add_argument("--splits", default="train,val,test",
-                        help="comma-separated splits to extract (default train,val,test)")
-    parser.add_argument("--kind", choices=KIND_CHOICES, default=None,
-                        help="tokens (exact), merged (compact) or both; default: merged when "
-                             "--features merged, else both")
+    parser = build_parser(cfgmod)
     cfg, args = cfgmod.load_config(argv[1:], parser)
     config = cfgmod.to_dict(cfg)
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())

@@ -25,7 +25,7 @@ def parser_of(entry):
     if entry == "evaluate":
         import evaluate
         return evaluate.build_eval_parser()
-    from byov.features.__main__ import build_parser
+    from byov.cli.features import build_parser
     return build_parser(cfgmod)
 
 
@@ -121,7 +121,7 @@ def test_evaluate_refuses_training_flags(tmp_path, capsys):
 
 
 def test_extract_refuses_what_it_does_not_use(capsys):
-    from byov.features.__main__ import parse
+    from byov.cli.features import parse
     with pytest.raises(SystemExit):
         parse(["extract", "--method", "tcc"])
     err = " ".join(capsys.readouterr().err.split())
@@ -218,20 +218,19 @@ def test_every_run_config_loads_in_every_entry_point(name):
         assert cfg.dataset == yaml.safe_load(open(path)).get("dataset", Config().dataset)
 
 
-def test_report_flags_are_evaluate_flags():
-    from byov.report.__main__ import build_parser as report_parser
-    source = open(os.path.join(ROOT, "byov", "report", "inputs.py")).read()
-    flags = set(re.findall(r'"(--[a-z_]+)"', source))
-    assert {"--ckpt", "--eval_mode", "--embed_dir", "--baseline", "--output_dir"} <= flags
-    # the report hands its location overrides (--dataset_root, ...) on to evaluate.py
-    flags |= {a.option_strings[0] for a in report_parser()._actions
-              if a.option_strings and a.option_strings[0][2:] in KEYS}
+def test_report_location_flags_are_evaluate_flags():
+    """The report evaluates through the same library call as evaluate.py, with the run's config
+    and its location overrides (--dataset_root, ...): each is a key evaluate.py takes too."""
+    from byov.cli.report import build_parser as report_parser
+    flags = {a.option_strings[0] for a in report_parser()._actions
+             if a.option_strings and a.option_strings[0][2:] in KEYS}
+    assert {"--dataset_root", "--frame_cache_dir"} <= flags
     parser = parser_of("evaluate")
     assert {f for f in flags if not _accepts(parser, f)} == set()
 
 
 def test_grid_jobs_give_each_entry_point_only_its_flags(tmp_path):
-    from byov.benchmark.__main__ import fit_to_entry_points, make_resolver
+    from byov.cli.benchmark import fit_to_entry_points, make_resolver
     from byov.benchmark.grid import MANAGED_KEYS, Capabilities, load_grid, make_jobs
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"dataset": "synthetic",

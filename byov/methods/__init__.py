@@ -34,6 +34,11 @@ def _build_ae2(spec, pretrained, frame_encoder):
 BUILDERS = {"byov": _build_byov, **{name: _build_ae2 for name in AE2_METHODS}}
 
 
+def display_name(name: str) -> str:
+    """How tables and figures name the method `--method name` (BYOV, TCC, DTW_CONTRASTIVE, ...)."""
+    return "BYOV" if name == "byov" else name.upper()
+
+
 def method_class(name: str) -> type[Method]:
     """The `Method` subclass of `--method name` (for its class-level hooks)."""
     if name == "byov":
@@ -61,4 +66,4 @@ def build_method(spec, pretrained: bool = True, frame_encoder=None) -> Method:
 
 
 __all__ = ["AE2_METHODS", "BUILDERS", "METHODS", "Method", "build_method",
-           "method_class"]
+           "display_name", "method_class"]

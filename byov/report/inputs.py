@@ -136,8 +136,8 @@ def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation
 
 
 def method_label(method: str, ckpt_path: str) -> str:
-    label = "BYOV" if method == "byov" else method.upper()
-    return f"{label} ({os.path.basename(ckpt_path)})"
+    from byov.methods import display_name
+    return f"{display_name(method)} ({os.path.basename(ckpt_path)})"
 
 
 def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: dict,

@@ -19,11 +19,13 @@ def frames(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
     return np.stack([np.roll(base, 3 * t, axis=1) for t in range(n)])
 
 
-def write_video(path, n: int, fps=30, seed: int = 0, size: int = 32) -> str:
-    """An H.264 mp4 of n frames at `fps` (an int or a Fraction such as NTSC)."""
+def write_video(path, n: int, fps=30, seed: int = 0, size: int = 32, codec: str = "libx264"
+                ) -> str:
+    """A video of n frames at `fps` (an int or a Fraction such as NTSC): H.264 in the
+    container the file name says (mp4), or `codec` (e.g. mpeg4 for an .avi)."""
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         for rgb in frames(n, seed, size):

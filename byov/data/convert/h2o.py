@@ -36,7 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--videos", required=True,
                         help="the H2O root holding subjectN/<scene>/<seq>/cam*/rgb/")
     parser.add_argument("--fps", type=Fraction, required=True,
-                        help="rate to encode the frame images at (H2O records at 30)")
+                        help="the frames' recording rate, used to encode them (the H2O README "
+                             "states none; 30 is usual)")
     parser.add_argument("--frames", choices=("rgb", "rgb256"), default="rgb",
                         help="frame folder to encode (rgb: 1280x720; rgb256: 455x256, cam4 "
                              "only)")

@@ -45,7 +45,7 @@ def _egoexo4d(root, takes_spec):
             write_video(root / "takes" / name / rel, 12, 30, seed=len(takes))
         takes.append({"take_uid": uid, "take_name": name, "root_dir": f"takes/{name}",
                       "best_exo": "cam02", "task_name": f"{scenario} task",
-                      "parent_task_name": scenario, "task_start_sec": 0.0,
+                      "parent_task_name": scenario, "task_start_sec": 0.1,
                       "task_end_sec": 0.4, "duration_sec": 0.4, "frame_aligned_videos": cams})
         ann[split][uid] = {"take_uid": uid, "take_name": name, "scenario": scenario,
                            "annotation_metadata": {}, "segments": [
@@ -84,14 +84,18 @@ def test_egoexo4d_keystep(tmp_path, capsys):
     assert labels["upenn_05_aria01"] == labels["upenn_05_cam02"] == ordered
     assert labels["upenn_04_cam02"] == [0, 0, 0, 1, 1, 1, 0, 0, 0, -1, -1, -1]
     assert "2 videos have phases that repeat or re-order" in capsys.readouterr().out
-    # the same seed carves the same test take
+    # the same seed carves the same test take; every exo camera; cut to the task span
     again = str(tmp_path / "data" / "again")
     assert main(["egoexo4d-keystep", "--annotations", str(src), "--videos", str(src),
                  "--scenario", "Cooking", "--test_fraction", "0.25", "--exo", "all",
-                 "--out", again]) == 0
-    _, _, splits2 = converted(again)
+                 "--trim", "task", "--out", again]) == 0
+    labels2, phases2, splits2 = converted(again)
     assert splits2["test"]["ego"] == splits["test"]["ego"]
     assert len(splits2["test"]["exo"]) == 2  # cam01 and cam02
+    # task_start_sec 0.1 .. task_end_sec 0.4: frames 3..11 of each take, re-encoded
+    named = [phases2[i] if i >= 0 else None for i in labels2["upenn_05_cam01"]]
+    assert named == ["whisk"] * 3 + [None] * 3 + ["pour"] * 3
+    assert frame_count(os.path.join(again, "exo", "upenn_05_cam01.mp4")) == 9
 
 
 def test_egoexo4d_missing_take_is_named_or_skipped(tmp_path, capsys):

@@ -67,10 +67,24 @@ def _video_path(args, take: dict, cam: str, stream: str, where: str) -> str:
     return os.path.join(root, rel)
 
 
+def _segment(s: dict, where: str) -> Segment:
+    try:
+        return Segment(float(s["start_time"]), float(s["end_time"]), str(s["step_name"]), where)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConvertError(f"{where}: a keystep segment needs numeric start_time and end_time "
+                           f"and a step_name ({type(e).__name__}: {e}); is this a "
+                           f"keystep_*.json file?") from None
+
+
 def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
     """The selected takes' videos and keystep segments (module docstring)."""
     takes_path = _find(args.annotations, "takes.json")
-    takes = {t["take_uid"]: t for t in _load(takes_path)}
+    takes_list = _load(takes_path)
+    if not isinstance(takes_list, list) or not all(
+            isinstance(t, dict) and "take_uid" in t for t in takes_list):
+        raise ConvertError(f"{takes_path} is not a list of takes with a take_uid each; download "
+                           f"the metadata again (`egoexo --parts metadata`)")
+    takes = {t["take_uid"]: t for t in takes_list}
     chosen: dict[str, tuple[str, dict, str]] = {}  # take_uid -> (split, annotation, where)
     for split, fname in (("train", "keystep_train.json"), ("val", "keystep_val.json")):
         path = _find(args.annotations, fname)
@@ -106,8 +120,7 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
                             "reason": msg})
             log(f"skipped take {uid}: {msg}")
             continue
-        segments = [Segment(float(s["start_time"]), float(s["end_time"]), str(s["step_name"]),
-                            f"{where}.segments[{i}]")
+        segments = [_segment(s, f"{where}.segments[{i}]")
                     for i, s in enumerate(ann.get("segments", []))]
         span = None
         if take.get("task_start_sec") is not None and take.get("task_end_sec") is not None:

@@ -91,7 +91,10 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
                                    f"and in action_{s['split']}.txt ({s['where']})")
             if action in keep:
                 s["segments"].append(Segment(a / fps, (b + 1) / fps, ACTIONS[action], where))
-    entries = []
+    entries, without = [], [seq for seq, s in sequences.items() if not s["segments"]]
+    if without:
+        log(f"{len(without)} of {len(sequences)} sequences have none of the --actions and are "
+            f"left out (e.g. {sorted(without)[0]})")
     for seq, s in sorted(sequences.items()):
         if not s["segments"]:
             continue

@@ -31,7 +31,7 @@ import numpy as np
 from byov.atomic import atomic_write, atomic_write_json
 from byov.data.convert import video_io
 from byov.data.convert.segments import (ConvertError, Framed, VideoEntry, frame_labels,
-                                        frame_ranges, order_phases)
+                                        frame_ranges, order_phases, to_frame)
 from byov.data.layout import LABEL_FILE, SPLITS, VIEWS, frame_count
 from byov.data.validate import MIN_FRAMES, load_validated
 
@@ -93,8 +93,9 @@ def plan_digest(fmt: str, entries: Sequence[VideoEntry], options: Options) -> st
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prepare_output(out: str, fmt: str, digest: str) -> bool:
-    """Create `out` with the marker, or accept it for a resume; True when resuming.
+def check_output(out: str, digest: str) -> bool:
+    """Whether `out` may be written: True to resume a folder this tool made for the same plan,
+    False for a new or empty one. Writes nothing.
 
     Raises:
         ConvertError: `out` is a file, is non-empty without the marker, or holds the marker of
@@ -103,21 +104,23 @@ def prepare_output(out: str, fmt: str, digest: str) -> bool:
     marker = os.path.join(out, MARKER)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConvertError(f"--out {out} is a file; give a folder path (it is created)")
-    if os.path.isdir(out) and os.listdir(out):
-        if not os.path.isfile(marker):
-            raise ConvertError(f"--out {out} is not empty and was not made by byov.data.convert "
-                               f"(no {MARKER}); nothing was written. Give a new or empty folder")
-        with open(marker, encoding="utf-8") as f:
-            made = json.load(f)
-        if made.get("plan_sha256") != digest:
-            raise ConvertError(f"--out {out} was made by another conversion ({made.get('format')}"
-                               f", other annotations, sources or options); nothing was written. "
-                               f"Give a new folder, or delete {out} to convert again")
-        return True
-    os.makedirs(out, exist_ok=True)
-    atomic_write_json(marker, {"tool": "byov.data.convert", "format": fmt,
-                               "plan_sha256": digest, "complete": False})
-    return False
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return False
+    if not os.path.isfile(marker):
+        raise ConvertError(f"--out {out} is not empty and was not made by byov.data.convert "
+                           f"(no {MARKER}); nothing was written. Give a new or empty folder")
+    with open(marker, encoding="utf-8") as f:
+        made = json.load(f)
+    if made.get("plan_sha256") != digest:
+        raise ConvertError(f"--out {out} was made by another conversion ({made.get('format')}, "
+                           f"other annotations, sources or options); nothing was written. Give "
+                           f"a new folder, or delete {out} to convert again")
+    return True
+
+
+def _write_marker(out: str, fmt: str, digest: str, complete: bool) -> None:
+    atomic_write_json(os.path.join(out, MARKER), {"tool": "byov.data.convert", "format": fmt,
+                                                 "plan_sha256": digest, "complete": complete})
 
 
 def _window(entry: VideoEntry, framed: Framed, fps: Fraction, n: int, trim: str
@@ -132,8 +135,6 @@ def _window(entry: VideoEntry, framed: Framed, fps: Fraction, n: int, trim: str
     if entry.span_s is None:
         raise ConvertError(f"{entry.where}: this format gives no task span for video "
                            f"{entry.name!r}; use --trim labelled or --trim none")
-    from byov.data.convert.segments import to_frame
-
     a, b = max(0, to_frame(entry.span_s[0], fps)), min(n, to_frame(entry.span_s[1], fps))
     if b <= a:
         raise ConvertError(f"{entry.where}: the task span {entry.span_s[0]}..{entry.span_s[1]} s"
@@ -212,9 +213,12 @@ def convert(entries: Sequence[VideoEntry], out: str, fmt: str, options: Options 
     _check_entries(entries)
     out = os.path.abspath(out)
     digest = plan_digest(fmt, entries, options)
+    resumed = check_output(out, digest)
     plans, bad = _plan(entries, options, log)  # every check before the folder is touched
     skipped = [*skipped, *bad]
-    resumed = prepare_output(out, fmt, digest)
+    os.makedirs(out, exist_ok=True)
+    if not resumed:
+        _write_marker(out, fmt, digest, complete=False)
     for stale in glob.glob(os.path.join(glob.escape(out), "*", "*" + video_io.PARTIAL)):
         os.remove(stale)  # a video a killed run did not finish
     clipped = [_clip(p.framed, p.start, p.stop) for p in plans]
@@ -249,8 +253,7 @@ def convert(entries: Sequence[VideoEntry], out: str, fmt: str, options: Options 
     summary = _summary(out, fmt, options, plans, clipped, labels, ordered, skipped, written,
                        resumed, videos)
     atomic_write_json(os.path.join(out, SUMMARY), summary)
-    atomic_write_json(os.path.join(out, MARKER), {"tool": "byov.data.convert", "format": fmt,
-                                                 "plan_sha256": digest, "complete": True})
+    _write_marker(out, fmt, digest, complete=True)
     for line in summary_lines(summary):
         log(line)
     return summary

@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 
-import pytest
 
 from byov.data.convert.__main__ import main
 from byov.data.layout import frame_count
@@ -37,7 +36,8 @@ def _egoexo4d(root, takes_spec):
     takes, ann = [], {"train": {}, "val": {}}
     for uid, name, scenario, split, segments in takes_spec:
         cams = {"aria01": {"rgb": {"relative_path": "frame_aligned_videos/aria01_214-1.mp4"},
-                           "slam-left": {"relative_path": "frame_aligned_videos/aria01_1201-1.mp4"}},
+                           "slam-left": {"relative_path":
+                                         "frame_aligned_videos/aria01_1201-1.mp4"}},
                 "cam01": {"0": {"relative_path": "frame_aligned_videos/cam01.mp4"}},
                 "cam02": {"0": {"relative_path": "frame_aligned_videos/cam02.mp4"}}}
         for streams in cams.values():  # the Aria rgb stream and the exo cameras' stream 0

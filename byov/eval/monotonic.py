@@ -2,8 +2,9 @@
 repeat or re-order").
 
 AE2's progression (`progression.py`) and Kendall's tau (`kendall.py`) assume every video goes
-through phases 0, 1, ..., K-1 in that order, once each, as in AE2's four datasets: progression regresses the distance to a phase's *last* frame, and tau scores how
-monotonically one video's frames align to another's. On procedural data whose steps repeat or
+through phases 0, 1, ..., K-1 in that order, once each, as in AE2's four datasets: progression
+regresses the distance to a phase's *last* frame, and tau scores how monotonically one video's
+frames align to another's. On procedural data whose steps repeat or
 change order between videos (Ego-Exo4D keysteps, Assembly101, H2O), both give a number that does
 not measure what it claims, so the evaluation reports them as n/a with the reason below and keeps
 classification and retrieval, which need no order.

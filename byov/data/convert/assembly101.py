@@ -101,8 +101,10 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
         label_path = os.path.join(root, "coarse_labels", key + ".txt")
         sequence = key[len(args.task) + 1:]
         if not os.path.isfile(label_path) or key not in views:
-            msg = (f"sequence {key}: {'no ' + label_path if not os.path.isfile(label_path) else 'no views in ' + views_path}"
-                   f"; download the complete coarse-annotations or pass --skip_bad")
+            what = (f"no {label_path}" if not os.path.isfile(label_path)
+                    else f"no views in {views_path}")
+            msg = (f"sequence {key}: {what}; download the complete coarse-annotations or pass "
+                   f"--skip_bad")
             if not args.skip_bad:
                 raise ConvertError(msg)
             skipped.append({"video": key, "source": label_path, "reason": msg})

@@ -1,4 +1,4 @@
-"""The one set of rules that turns timed segments into AE2 per-frame labels (docs/datasets/README.md).
+"""The one set of rules turning timed segments into AE2 per-frame labels (docs/datasets/).
 
 Every format module reduces its official files to `VideoEntry` records: one output video (its
 source, view, split and name) with its `Segment`s in seconds on that video's own timeline. This
@@ -101,9 +101,9 @@ class Framed:
 
 
 def to_frame(t: float, fps: Fraction) -> int:
-    """round(t * fps), half up: the first frame whose time i / fps is not before t (to half a
-    frame)."""
-    return math.floor(t * float(fps) + 0.5)
+    """The frame boundary nearest to time t: t * fps rounded half up, computed exactly on the
+    decimal value of t (0.25 s at 30 fps is 7.5 -> 8, never 7.4999... -> 7)."""
+    return math.floor(Fraction(repr(float(t))) * Fraction(fps) + Fraction(1, 2))
 
 
 def _fix(entry: VideoEntry) -> str:
@@ -169,14 +169,12 @@ def frame_ranges(entry: VideoEntry, fps: Fraction, num_frames: int) -> Framed:
 
 
 def frame_labels(ranges: list[tuple[int, int, str]], num_frames: int,
-                 phase_ids: dict[str, int], start: int = 0, stop: int | None = None
-                 ) -> np.ndarray:
-    """(stop - start,) int64 labels of frames start..stop-1: phase ids, -1 where no segment is."""
-    stop = num_frames if stop is None else stop
+                 phase_ids: dict[str, int]) -> np.ndarray:
+    """(num_frames,) int64 labels: the phase id of each range's frames, -1 where none is."""
     y = np.full(num_frames, BACKGROUND, dtype=np.int64)
     for a, b, phase in ranges:
         y[a:b] = phase_ids[phase]
-    return y[start:stop]
+    return y
 
 
 def order_phases(framed: list[tuple[Framed, int]]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Write `VideoEntry` records as an AE2 csv-layout dataset, safely and resumably (docs/datasets/README.md).
+"""Write `VideoEntry` records as an AE2 csv-layout dataset, safely and resumably (docs/datasets/).
 
 The output folder `<out>` becomes a dataset `byov.data.validate` accepts with `--dataset_root
 <parent of out> --dataset <basename of out>`:

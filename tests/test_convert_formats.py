@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 
-
 from byov.data.convert.__main__ import main
 from byov.data.layout import frame_count
 from byov.data.validate import load_validated

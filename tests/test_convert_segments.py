@@ -14,7 +14,7 @@ from byov.data.convert import ConvertError, Options, Segment, VideoEntry
 from byov.data.convert import video_io, writer
 from byov.data.convert.__main__ import main
 from byov.data.convert.segments import frame_ranges
-from byov.data.layout import frame_count
+from byov.data.layout import DataError, dataset_path, frame_count, load_labels
 from byov.data.video import decode_frames
 from byov.data.validate import load_validated
 from convert_helpers import NTSC, tree_state, write_video
@@ -199,6 +199,25 @@ def test_a_killed_conversion_resumes_without_redoing_finished_videos(tmp_path, s
     assert {p: os.stat(p).st_ino for p in done} == inodes
     assert not list(out.glob("*/*" + video_io.PARTIAL))
     assert labels_of(str(out))["train0_ego"].tolist() == AT_NTSC
+
+
+def test_an_unreadable_source_is_named_or_skipped(tmp_path, sources, capsys):
+    broken = tmp_path / "broken" / "val9" / "exo.mp4"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a video at all")
+    extra = [f"{broken},exo,val,0.0,0.1,a"]
+    csv = write_csv(tmp_path / "seg.csv", sources, extra=extra)
+    assert run(tmp_path, sources, csv=csv) == 2
+    assert f"cannot open source video {broken}" in capsys.readouterr().err
+    assert run(tmp_path, sources, "--skip_bad", csv=csv) == 0
+    assert "SKIPPED 1 videos (--skip_bad)" in capsys.readouterr().out
+
+
+def test_a_dataset_of_ones_own_is_any_folder_name_but_not_a_path(tmp_path):
+    with pytest.raises(DataError, match="is not a folder name"):
+        dataset_path(str(tmp_path), "../elsewhere")
+    with pytest.raises(DataError, match="none of the valid names: break_eggs"):
+        load_labels(str(tmp_path), "my_datset")  # no such folder: the valid names are listed
 
 
 def test_an_image_folder_needs_a_stated_fps_and_a_missing_source_is_named(tmp_path):

@@ -102,8 +102,33 @@ def encode(source: str, dest: str, fps: Fraction, start: int, stop: int) -> int:
     """
     import av
 
-    frames = (_image_frames if os.path.isdir(source) else _video_frames)(source, start, stop)
     tmp = dest + PARTIAL
+    try:
+        written = _encode(source, tmp, fps, start, stop)
+    except av.FFmpegError as e:  # a damaged source found only when decoded
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ConvertError(f"{source} failed to decode or encode between frames {start} and "
+                           f"{stop} ({e}); replace or re-encode the source") from None
+    if written != stop - start:
+        os.remove(tmp)
+        raise ConvertError(f"{source} decodes to {start + written} frames, but {stop} were "
+                           f"expected (its frame count); the file is damaged or its container "
+                           f"overstates its length: re-encode it, then convert again")
+    counted = frame_count(tmp)
+    if counted != written:
+        os.remove(tmp)
+        raise ConvertError(f"wrote {written} frames to {dest} but OpenCV counts {counted}; this "
+                           f"FFmpeg/OpenCV pair disagrees on the mp4 frame count")
+    os.replace(tmp, dest)
+    return written
+
+
+def _encode(source: str, tmp: str, fps: Fraction, start: int, stop: int) -> int:
+    """Encode frames start..stop-1 of `source` into `tmp`; returns how many were written."""
+    import av
+
+    frames = (_image_frames if os.path.isdir(source) else _video_frames)(source, start, stop)
     written = 0
     with av.open(tmp, mode="w", format="mp4") as container:
         stream = None
@@ -120,17 +145,6 @@ def encode(source: str, dest: str, fps: Fraction, start: int, stop: int) -> int:
         if stream is not None:
             for packet in stream.encode():
                 container.mux(packet)
-    if written != stop - start:
-        os.remove(tmp)
-        raise ConvertError(f"{source} decodes to {start + written} frames, but {stop} were "
-                           f"expected (its frame count); the file is damaged or its container "
-                           f"overstates its length: re-encode it, then convert again")
-    counted = frame_count(tmp)
-    if counted != written:
-        os.remove(tmp)
-        raise ConvertError(f"wrote {written} frames to {dest} but OpenCV counts {counted}; this "
-                           f"FFmpeg/OpenCV pair disagrees on the mp4 frame count")
-    os.replace(tmp, dest)
     return written
 
 

@@ -161,6 +161,11 @@ def _plan(entries: Sequence[VideoEntry], options: Options, log: Callable[[str], 
             log(f"skipped {e.name}: {err}")
             continue
         plans.append(_Plan(e, fps, n, framed, start, stop))
+    _check_coverage(plans, skipped)
+    return plans, skipped
+
+
+def _check_coverage(plans: Sequence[_Plan], skipped: Sequence[dict]) -> None:
     missing = [f"{v}/{s}" for s in SPLITS for v in VIEWS
                if not any(p.entry.view == v and p.entry.split == s for p in plans)]
     if missing:
@@ -168,7 +173,6 @@ def _plan(entries: Sequence[VideoEntry], options: Options, log: Callable[[str], 
                            f"videos kept, {len(skipped)} skipped); AE2's layout needs ego and "
                            f"exo videos in train, val and test. Select more data (see the "
                            f"format's options) or fix the skipped videos")
-    return plans, skipped
 
 
 def _clip(framed: Framed, start: int, stop: int) -> Framed:
@@ -221,20 +225,32 @@ def convert(entries: Sequence[VideoEntry], out: str, fmt: str, options: Options 
         _write_marker(out, fmt, digest, complete=False)
     for stale in glob.glob(os.path.join(glob.escape(out), "*", "*" + video_io.PARTIAL)):
         os.remove(stale)  # a video a killed run did not finish
+    written: dict[str, int] = {}
+    kept = []
+    for i, p in enumerate(plans):
+        folder = os.path.join(out, p.entry.view)
+        os.makedirs(folder, exist_ok=True)
+        try:
+            how = _write_video(p, os.path.join(folder, p.entry.name + ".mp4"), options)
+        except ConvertError as err:  # a source that fails only when decoded in full
+            if not options.skip_bad:
+                raise
+            skipped.append({"video": p.entry.name, "source": p.entry.source, "reason": str(err)})
+            log(f"skipped {p.entry.name}: {err}")
+            continue
+        kept.append(p)
+        written[how] = written.get(how, 0) + 1
+        log(f"[{i + 1}/{len(plans)}] {how} {p.entry.view}/{p.entry.name}.mp4")
+    plans = kept
+    _check_coverage(plans, skipped)
+    # labels last, from the videos actually written
     clipped = [_clip(p.framed, p.start, p.stop) for p in plans]
     phase_ids = order_phases([(c, p.stop - p.start) for c, p in zip(clipped, plans)])
     if not phase_ids:
         raise ConvertError("no segment labels any frame of the kept videos; check the "
                            "annotations and the selection flags")
-    written: dict[str, int] = {}
-    labels: dict[str, np.ndarray] = {}
-    for i, (p, c) in enumerate(zip(plans, clipped)):
-        folder = os.path.join(out, p.entry.view)
-        os.makedirs(folder, exist_ok=True)
-        how = _write_video(p, os.path.join(folder, p.entry.name + ".mp4"), options)
-        written[how] = written.get(how, 0) + 1
-        labels[p.entry.name] = frame_labels(c.ranges, p.stop - p.start, phase_ids)
-        log(f"[{i + 1}/{len(plans)}] {how} {p.entry.view}/{p.entry.name}.mp4")
+    labels = {p.entry.name: frame_labels(c.ranges, p.stop - p.start, phase_ids)
+              for p, c in zip(plans, clipped)}
     atomic_write(os.path.join(out, LABEL_FILE), lambda f: pickle.dump(labels, f))
     for view in VIEWS:
         for split in SPLITS:

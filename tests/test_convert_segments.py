@@ -165,6 +165,8 @@ def test_foreign_or_different_output_is_refused_untouched(tmp_path, sources, cap
     assert run(tmp_path, sources) == 2
     assert "not empty and was not made by byov.data.convert" in capsys.readouterr().err
     assert os.listdir(foreign) == ["notes.txt"]
+    assert run(tmp_path, sources, out="out/break_eggs") == 2  # would shadow AE2's dataset
+    assert "a name byov reserves" in capsys.readouterr().err
     assert run(tmp_path, sources, out="out/other") == 0
     # the same folder, another plan (other options): refused, not mixed
     assert run(tmp_path, sources, "--trim", "labelled", out="out/other") == 2

@@ -32,7 +32,7 @@ from byov.atomic import atomic_write, atomic_write_json
 from byov.data.convert import video_io
 from byov.data.convert.segments import (ConvertError, Framed, VideoEntry, frame_labels,
                                         frame_ranges, order_phases, to_frame)
-from byov.data.layout import LABEL_FILE, SPLITS, VIEWS, frame_count
+from byov.data.layout import DATASETS, LABEL_FILE, SPLITS, VIEWS, frame_count
 from byov.data.validate import MIN_FRAMES, load_validated
 
 MARKER = ".byov_convert.json"
@@ -98,10 +98,14 @@ def check_output(out: str, digest: str) -> bool:
     False for a new or empty one. Writes nothing.
 
     Raises:
-        ConvertError: `out` is a file, is non-empty without the marker, or holds the marker of
-            another plan.
+        ConvertError: `out` is named like an AE2 dataset or the demo, is a file, is non-empty
+            without the marker, or holds the marker of another plan.
     """
     marker = os.path.join(out, MARKER)
+    if os.path.basename(out) in DATASETS:
+        raise ConvertError(f"--out {out} ends in {os.path.basename(out)!r}, a name byov reserves "
+                           f"for AE2's released datasets and the demo ({', '.join(DATASETS)}); "
+                           f"give the folder another name")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConvertError(f"--out {out} is a file; give a folder path (it is created)")
     if not (os.path.isdir(out) and os.listdir(out)):
@@ -264,7 +268,7 @@ def convert(entries: Sequence[VideoEntry], out: str, fmt: str, options: Options 
         "phases": [{"id": phase_ids[p], "name": p} for p in ordered], "background": -1,
         "format": fmt, "trim": options.trim,
         "id_order": "by typical position: mean over videos of the phase's first frame / L"})
-    videos, checked = load_validated(os.path.dirname(out), os.path.basename(out), SPLITS,
+    videos, _ = load_validated(os.path.dirname(out), os.path.basename(out), SPLITS,
                                      frame_cache_dir=None)
     summary = _summary(out, fmt, options, plans, clipped, labels, ordered, skipped, written,
                        resumed, videos)

@@ -230,3 +230,17 @@ def test_an_image_folder_needs_a_stated_fps_and_a_missing_source_is_named(tmp_pa
         writer.convert([VideoEntry("v", "ego", "train", str(tmp_path / "nope.mp4"),
                                    where="x.csv, line 2")], str(tmp_path / "o"), "segments",
                        Options(), log=lambda s: None)
+
+
+def test_the_command_line_lists_every_format():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    p = subprocess.run([sys.executable, "-m", "byov.data.convert", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    for fmt in ("segments", "egoexo4d-keystep", "cmu-mmac", "h2o", "assembly101",
+                "egoexolearn"):
+        assert fmt in p.stdout

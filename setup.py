@@ -21,6 +21,7 @@ setup(
         "pyyaml>=6.0",
         "tensorboard>=2.10",
         "matplotlib>=3.6",
+        "av>=12",  # PyAV: the converters (byov.data.convert) read rates and encode mp4s
     ],
     extras_require={"dev": ["pytest>=7", "scikit-video>=1.1.11"]},
 )

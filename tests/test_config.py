@@ -66,8 +66,10 @@ def test_choices_and_ranges_validated(tmp_path):
         load_config(["--config", write_yaml(tmp_path, {"pairing": "random"})])
     with pytest.raises(ConfigError, match="mask_ratio"):
         load_config(["--mask_ratio", "1.5"])
-    with pytest.raises(SystemExit):
-        load_config(["--dataset", "imagenet"])
+    # any folder name may be a dataset of one's own (byov.data.convert); a path may not
+    assert load_config(["--dataset", "my_eggs"])[0].dataset == "my_eggs"
+    with pytest.raises(ConfigError, match="'dataset' must be a folder name"):
+        load_config(["--dataset", "../imagenet"])
 
 
 def test_missing_config_file_lists_valid_names(tmp_path):

@@ -57,7 +57,8 @@ def _key(default: Any, help: str, section: str, used_by: str) -> Any:
 @dataclass
 class Config:
     # -- data ------------------------------------------------------------------------------------
-    dataset: str = _key("break_eggs", "dataset folder under dataset_root",
+    dataset: str = _key("break_eggs", "dataset folder under dataset_root: an AE2 name, "
+                                      "synthetic, or one made by byov.data.convert",
                         DATA, "train evaluate extract")
     # EDIT ME: the folder that holds break_eggs/, pour_milk/, ...
     dataset_root: str = _key("AE2_data", "folder holding the dataset folders (AE2_data/)",
@@ -194,7 +195,6 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": ("break_eggs", "pour_milk", "pour_liquid", "tennis_forehand", "synthetic"),
     "method": ("byov", "tcc", "dtw", "dtw_consistency", "dtw_contrastive", "vava"),
     "loss_terms": ("all", "msm", "mcm"),
     "cyclic": ("auto", "on", "off"),
@@ -269,6 +269,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 def validate(cfg: Config) -> Config:
     """Check choices and ranges; raise ConfigError naming the key."""
+    # the AE2 names, synthetic, or a folder of one's own (byov.data.layout checks it on disk)
+    if cfg.dataset in ("", ".", "..") or "/" in cfg.dataset or "\\" in cfg.dataset:
+        raise ConfigError(f"'dataset' must be a folder name under dataset_root (break_eggs, "
+                          f"pour_milk, pour_liquid, tennis_forehand, synthetic or a converted "
+                          f"dataset); got {cfg.dataset!r}")
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"'{key}' must be one of {', '.join(allowed)}; got "

@@ -65,8 +65,17 @@ class Video:
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; valid names: {', '.join(DATASETS)}")
+    """The four AE2 names and `synthetic`, or any other plain folder name: a dataset of one's
+    own (e.g. written by `python -m byov.data.convert`), whose layout is read from the disk as
+    for `synthetic` (docs/datasets/README.md)."""
+    if dataset in DATASETS:
+        return
+    if (not isinstance(dataset, str) or dataset.strip() != dataset or dataset in ("", ".", "..")
+            or "/" in dataset or "\\" in dataset):
+        raise DataError(f"dataset {dataset!r} is not a folder name; use one of "
+                        f"{', '.join(DATASETS)} or the name of a folder under the dataset root "
+                        f"that holds a dataset in the csv or folder layout (e.g. one written by "
+                        f"`python -m byov.data.convert`)")
 
 
 def _check_split(split: str) -> None:
@@ -105,13 +114,18 @@ def _require_dataset_dir(dataset_root: str, dataset: str) -> str:
         raise DataError(f"dataset root {os.path.abspath(dataset_root)} does not exist; "
                         f"{_ROOT_HINT}. Expected:\n{expected_tree(dataset, data_path=data_path)}")
     if not os.path.isdir(data_path):
-        raise DataError(f"dataset folder {data_path} does not exist under the dataset root; "
-                        f"{_ROOT_HINT}. Expected:\n{expected_tree(dataset, data_path=data_path)}")
+        known = ("" if dataset in DATASETS else f" ({dataset!r} is none of the valid names: "
+                 f"{', '.join(DATASETS)}; check its spelling, or convert your data into a folder "
+                 f"of that name with `python -m byov.data.convert`)")
+        raise DataError(f"dataset folder {data_path} does not exist under the dataset root"
+                        f"{known}; {_ROOT_HINT}. Expected:\n"
+                        f"{expected_tree(dataset, data_path=data_path)}")
     return data_path
 
 
 def detect_layout(data_path: str, dataset: str) -> str:
-    """"csv" or "folders" for `dataset` in `data_path` (the synthetic key looks at the disk)."""
+    """"csv" or "folders" for `dataset` in `data_path` (the synthetic key and datasets of one's
+    own are looked at on the disk)."""
     _check_dataset(dataset)
     if dataset in CSV_DATASETS:
         return "csv"

@@ -10,8 +10,9 @@ per task) and `notes`.
 every other value is still computed: a cross-view setting when a split has no ego or no exo
 videos; an SVM setting whose training frames hold a single class; retrieval @K when some query
 keeps fewer than K candidates; progression when a train phase is missing from either split (or
-has a single eval frame); Kendall's tau with no defined pair; and, as a last resort, a task that
-fails for any other reason (the note names the error). Input that is wrong rather than small
+has a single eval frame); progression and Kendall's tau when phases repeat or re-order within a
+video of a split they read (`monotonic.py`); Kendall's tau with no defined pair; and, as a last
+resort, a task that fails for any other reason (the note names the error). Input that is wrong rather than small
 raises EvalInputError before any task runs: row counts that disagree, NaN/inf embeddings, bad
 views, labels below -1, splits of different widths.
 """
@@ -92,12 +93,15 @@ def _retrieval(evl, notes, ks, progress):
 
 
 def _progression(train, evl, notes, time_feature):
-    from byov.eval import progression
+    from byov.eval import monotonic, progression
 
     out = {"progression_r2": None, "progression_r2_with_time_feature": None,
            "progression_headline": ("progression_r2_with_time_feature" if time_feature
                                     else "progression_r2")}
     why = progression.unavailable_reason(train.labels, train.videos, evl.labels, evl.videos)
+    why = why or monotonic.unavailable_reason(
+        [(train.split, train.labels, train.videos), (evl.split, evl.labels, evl.videos)],
+        "progression")
     if why:
         notes.append(f"progression_r2: n/a, {why}")
         return out
@@ -118,8 +122,12 @@ def _progression(train, evl, notes, time_feature):
 
 
 def _kendall(evl, notes, progress):
-    from byov.eval import kendall
+    from byov.eval import kendall, monotonic
 
+    why = monotonic.unavailable_reason([(evl.split, evl.labels, evl.videos)], "Kendall's tau")
+    if why:
+        notes.append(f"kendalls_tau: n/a, {why}")
+        return _FAILED["kendall"](())
     tau, by_view = kendall.kendalls_tau(evl.embeds, evl.videos, progress=progress)
     if np.isnan(tau):
         notes.append(f"kendalls_tau: n/a, no pair of '{evl.split}' videos gives a defined "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a benchmark grid and write its tables (README "Benchmark grid").
+# Run a benchmark grid and write its tables (docs/benchmark.md).
 #   bash scripts/benchmark.sh configs/benchmark/demo.yaml [--launcher torchrun --nproc 4]
 #   bash scripts/benchmark.sh configs/benchmark/ae2.yaml --launcher slurm [--submit]
 #   bash scripts/benchmark.sh configs/benchmark/ae2.yaml --tables-only

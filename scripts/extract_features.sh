@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Extract the frozen-backbone feature cache for configs/<name>.yaml (README "Feature cache").
+# Extract the frozen-backbone feature cache for configs/<name>.yaml (docs/training.md#feature-cache).
 #   bash scripts/extract_features.sh break_eggs [--key value ...] [--splits train,val,test]
 #                                    [--kind tokens|merged|both]
 # Then train from it: bash scripts/run.sh break_eggs --features tokens

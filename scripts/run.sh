@@ -27,7 +27,7 @@ sys.stdout.write(''.join(a + chr(0) for a in argv_for(sys.argv[1], sys.argv[2:])
 mapfile -d '' extract_flags < <(flags_for extract "$@")
 mapfile -d '' eval_flags < <(flags_for evaluate "$@")
 if [ "$method" = byov ] && [ "$features" != fly ]; then
-  # the frozen-backbone feature cache (README "Feature cache"); finished videos are skipped
+  # the frozen-backbone feature cache (docs/training.md#feature-cache); finished videos are skipped
   python -m byov.features extract --config "configs/$name.yaml" "${extract_flags[@]}"
 fi
 if [ "${NPROC:-1}" -gt 1 ]; then
@@ -56,6 +56,6 @@ if [ "$name" = demo ]; then
   python -m byov.eval.tables compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
     --names "${names[@]}" "$method ($stem.pth)"
 fi
-# the visual report of the tested checkpoint (README "Report"); prints the path of its index.html
+# the visual report of the tested checkpoint (docs/report.md); prints the path of its index.html
 python -m byov.report "$out" --ckpt "$ckpt" --split test ||
   echo "run.sh: the report failed (message above); training and evaluation are done" >&2

@@ -1,6 +1,6 @@
 """Two "nodes" on one machine: two torchrun launches with --nnodes 2 (one process each, node
-ranks 0 and 1) that meet through a c10d rendezvous on localhost, as on a cluster (README
-"Benchmark grid", multi-node), train a tiny config with gloo on the CPU and end with identical
+ranks 0 and 1) that meet through a c10d rendezvous on localhost, as on a cluster (docs/training.md
+#multi-node), train a tiny config with gloo on the CPU and end with identical
 parameters.
 
 Rank 1 writes nothing itself (rank 0 alone saves), so each process runs train.py's main through a

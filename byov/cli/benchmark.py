@@ -9,7 +9,7 @@
         # one job of a written array (what each Slurm task runs); PHASE: check (exit 0 when
         # done), prepare, train-args (print them), finish (evaluate, mark done) or all
 
-The grid format is described in byov/benchmark/grid.py and in the README ("Benchmark grid").
+The grid format is described in byov/benchmark/grid.py and in docs/benchmark.md.
 Tables: <output_root>/tables/<dataset>.md|json and <output_root>/tables.md.
 """
 from __future__ import annotations

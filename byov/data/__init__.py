@@ -1,6 +1,6 @@
 """The AE2 data layer: layouts, decoding, the h5 frame cache, preprocessing, sampling, datasets.
 
-See README "## Data layout". Every user-facing data problem raises `DataError`.
+See docs/data.md. Every user-facing data problem raises `DataError`.
 """
 from byov.data.datasets import FrameSource, PairDataset, VideoFrames
 from byov.data.fingerprint import data_fingerprint, file_fingerprint

@@ -1,6 +1,6 @@
 """Video frames for the report's thumbnails, read through the project's data layer.
 
-Frames come from each video's h5 frame cache (uint8 BGR 256x256, README "Frame cache"), found
+Frames come from each video's h5 frame cache (uint8 BGR 256x256, docs/data.md#frame-cache), found
 (and built when missing) exactly as training and evaluation find it, from the run config's
 `dataset_root`, `dataset` and `frame_cache_dir`; they are turned to RGB for display and shrunk
 with `INTER_AREA`.

@@ -2,7 +2,7 @@
 view, for the queries with the best and the worst average precision.
 
 Per-query AP@K is the quantity whose mean is `retrieval_map10.ego2exo` / `.exo2ego`
-(README "Evaluation", byov/eval/retrieval.py): candidates are all frames of the other view,
+(docs/evaluation.md, byov/eval/retrieval.py): candidates are all frames of the other view,
 ranked by Euclidean distance on the raw embeddings (ties to the lower row), a candidate is
 relevant when its phase equals the query's, and AP@K = sum over relevant ranks r <= K of
 precision@r, divided by the number of relevant items within the top K (0 when there are none).

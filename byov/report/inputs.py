@@ -1,6 +1,6 @@
 """What a report is made from: the run folder's config, log, checkpoint and evaluation folders.
 
-Run folder (README "Training"): `config.yaml`, `log.jsonl`, `checkpoints/{best,last,...}.pth`,
+Run folder (docs/training.md#run-folder): `config.yaml`, `log.jsonl`, `checkpoints/{best,last,...}.pth`,
 `eval/<checkpoint stem>/` (what `evaluate.py --ckpt` writes: `{train,<split>}_embeds.npy`,
 `_label.npy`, `_videos.json`, `metrics.json`) and the frozen-backbone baseline's evaluation folder
 (`eval/baseline_frozen/` or `eval/frozen_features/`, what `evaluate.py --frozen_features` writes).

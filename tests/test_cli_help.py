@@ -209,7 +209,7 @@ def test_run_sh_flags_and_forwarding():
 
 @pytest.mark.parametrize("name", sorted(
     os.path.relpath(os.path.join(d, n), os.path.join(ROOT, "configs"))
-    for d, _, files in os.walk(os.path.join(ROOT, "configs")) if "benchmark" not in d
+    for d, _, files in os.walk(os.path.join(ROOT, "configs")) if os.path.basename(d) != "grid"
     for n in files if n.endswith(".yaml")))
 def test_every_run_config_loads_in_every_entry_point(name):
     path = os.path.join(ROOT, "configs", name)
@@ -230,8 +230,8 @@ def test_report_location_flags_are_evaluate_flags():
 
 
 def test_grid_jobs_give_each_entry_point_only_its_flags(tmp_path):
-    from byov.cli.benchmark import fit_to_entry_points, make_resolver
-    from byov.benchmark.grid import MANAGED_KEYS, Capabilities, load_grid, make_jobs
+    from byov.cli.grid import fit_to_entry_points, make_resolver
+    from byov.grid.jobs import MANAGED_KEYS, Capabilities, load_grid, make_jobs
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"dataset": "synthetic",
                                                         "features": "tokens"}))

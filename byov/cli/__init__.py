@@ -1,5 +1,5 @@
 """The command-line front ends of the library's `python -m` tools (`byov.features`, `byov.report`,
-`byov.benchmark`): thin modules that resolve settings with the project's `utils/config.py` and
+`byov.grid`): thin modules that resolve settings with the project's `utils/config.py` and
 call the library. They are the only byov code that imports `utils/`; the library never imports
 them (a test checks the import graph)."""
 from __future__ import annotations

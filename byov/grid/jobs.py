@@ -178,7 +178,7 @@ def _names(value, where: str, allow_empty: bool = False) -> list:
 def load_grid(path: str, repo_root: str | None = None, cwd: str | None = None) -> Grid:
     """Read and check a grid file. Raises GridError naming the key, FileNotFoundError."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"grid file {path} does not exist (examples: configs/benchmark/)")
+        raise FileNotFoundError(f"grid file {path} does not exist (examples: configs/grid/)")
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):

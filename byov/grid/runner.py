@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import yaml
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.benchmark.grid import Capabilities, Grid, GridError, Job
+from byov.grid.jobs import Capabilities, Grid, GridError, Job
 from byov.errors import ByovError
 
 MARKER = "benchmark_done.json"

@@ -1,4 +1,4 @@
-"""The benchmark grid (python -m byov.benchmark): a two-seed grid of tiny runs on the session's
+"""The benchmark grid (python -m byov.grid): a two-seed grid of tiny runs on the session's
 synthetic data trains, evaluates and tabulates mean ± std over the seeds with a baseline row;
 an interrupted run is resumed, not restarted; a second invocation runs nothing; a failing job
 stops the grid naming its log; the Slurm launcher writes one array task per job."""
@@ -12,9 +12,9 @@ import yaml
 
 from train_helpers import TINY, load_ckpt, read_log, train_in_process
 
-from byov.cli.benchmark import main
-from byov.benchmark.grid import Capabilities, GridError, load_grid
-from byov.benchmark.runner import JobFailed, read_job
+from byov.cli.grid import main
+from byov.grid.jobs import Capabilities, GridError, load_grid
+from byov.grid.runner import JobFailed, read_job
 
 
 def tiny_config(tmp_path, synthetic_root, clip_dir, cache_dir, **extra) -> str:
@@ -110,8 +110,8 @@ def test_grid_trains_resumes_skips_and_tabulates(synthetic_root, tiny_clip_dir, 
 
 
 def test_failing_job_stops_the_grid_naming_its_log(tmp_path):
-    from byov.benchmark.grid import make_jobs
-    from byov.benchmark.runner import run_grid
+    from byov.grid.jobs import make_jobs
+    from byov.grid.runner import run_grid
 
     tiny_config(tmp_path, str(tmp_path / "unused" / "synthetic"), "unused", "unused")
     root = tmp_path / "bench"
@@ -197,8 +197,8 @@ def test_baseline_flags_follow_the_evaluate_cli():
 
 
 def test_tables_put_published_numbers_beside_ours(tmp_path):
-    from byov.benchmark import tables
-    from byov.benchmark.grid import Job
+    from byov.grid import tables
+    from byov.grid.jobs import Job
 
     def metrics(f1):
         sets = {"regular": f1, "ego2exo": f1 / 2, "exo2ego": f1 / 4}
@@ -234,7 +234,7 @@ def test_tables_put_published_numbers_beside_ours(tmp_path):
 
 
 def test_a_method_can_read_its_own_configs(tmp_path):
-    from byov.benchmark.grid import make_jobs
+    from byov.grid.jobs import make_jobs
 
     grid = load_grid(write_grid(tmp_path, datasets=["break_eggs"], methods=["byov", "tcc"],
                                 method_configs={"tcc": "ae2"}, baselines=["frozen"]))

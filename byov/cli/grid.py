@@ -1,15 +1,15 @@
 """Run a benchmark grid (methods x datasets x seeds + trivial baselines) and write the tables.
 
-    python -m byov.benchmark GRID.yaml                  # run what is missing, then the tables
-    python -m byov.benchmark GRID.yaml --dry-run        # only say what each job would do
-    python -m byov.benchmark GRID.yaml --launcher torchrun --nproc 4
-    python -m byov.benchmark GRID.yaml --launcher slurm [--submit]   # write (and submit) an array
-    python -m byov.benchmark GRID.yaml --tables-only    # collect the tables of finished jobs
-    python -m byov.benchmark --run-job JOBS.jsonl --index I --phase PHASE
+    python -m byov.grid GRID.yaml                  # run what is missing, then the tables
+    python -m byov.grid GRID.yaml --dry-run        # only say what each job would do
+    python -m byov.grid GRID.yaml --launcher torchrun --nproc 4
+    python -m byov.grid GRID.yaml --launcher slurm [--submit]   # write (and submit) an array
+    python -m byov.grid GRID.yaml --tables-only    # collect the tables of finished jobs
+    python -m byov.grid --run-job JOBS.jsonl --index I --phase PHASE
         # one job of a written array (what each Slurm task runs); PHASE: check (exit 0 when
         # done), prepare, train-args (print them), finish (evaluate, mark done) or all
 
-The grid format is described in byov/benchmark/grid.py and in docs/benchmark.md.
+The grid format is described in byov/grid/jobs.py and in docs/grid.md.
 Tables: <output_root>/tables/<dataset>.md|json and <output_root>/tables.md.
 """
 from __future__ import annotations
@@ -51,10 +51,10 @@ def fit_to_entry_points(jobs, cfgmod) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m byov.benchmark", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m byov.grid", description=__doc__.split(
         "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split(
         "\n", 2)[2])
-    p.add_argument("grid", nargs="?", help="the grid yaml (e.g. configs/benchmark/demo.yaml)")
+    p.add_argument("grid", nargs="?", help="the grid yaml (e.g. configs/grid/demo.yaml)")
     p.add_argument("--launcher", choices=("local", "torchrun", "slurm"), default=None,
                    help="override the grid's launcher")
     p.add_argument("--nproc", type=int, default=None,
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_one(args) -> int:
-    from byov.benchmark import runner
+    from byov.grid import runner
 
     if args.index is None:
         raise SystemExit("--run-job needs --index I (the array task id)")
@@ -103,9 +103,9 @@ def main(argv=None) -> int:
     if args.run_job:
         return run_one(args)
     if not args.grid:
-        parser.error("give a grid file (e.g. configs/benchmark/demo.yaml) or --run-job")
-    from byov.benchmark import runner, tables
-    from byov.benchmark.grid import GridError, load_grid, make_jobs
+        parser.error("give a grid file (e.g. configs/grid/demo.yaml) or --run-job")
+    from byov.grid import runner, tables
+    from byov.grid.jobs import GridError, load_grid, make_jobs
 
     grid = load_grid(args.grid)
     grid.launcher = args.launcher or grid.launcher
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             else:
                 print(f"submit with:\n  sbatch {shlex.quote(script)}")
             print(f"when the array has finished:\n  {shlex.quote(sys.executable)} -m "
-                  f"byov.benchmark {shlex.quote(args.grid)} --tables-only")
+                  f"byov.grid {shlex.quote(args.grid)} --tables-only")
             return 0
     elif not args.tables_only:
         failures = runner.run_grid(jobs, grid.launcher, grid.nproc, args.continue_on_error)

@@ -17,8 +17,8 @@ import statistics
 from typing import Any
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.benchmark import published
-from byov.benchmark.grid import BASELINES, Grid, Job
+from byov.grid import published
+from byov.grid.jobs import BASELINES, Grid, Job
 from byov.eval.tables import progression_headline
 
 COLUMNS = published.COLUMNS

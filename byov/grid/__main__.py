@@ -1,0 +1,4 @@
+"""`python -m byov.grid`: the command-line front end lives in `byov.cli.grid`."""
+from byov.cli.grid import run
+
+run()

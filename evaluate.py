@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
             "progression_time_feature": cfg.progression_time_feature,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     if cfg.ckpt or args.baseline:
-        from byov.downstream import evaluate_model
+        from byov.downstream.pipeline import evaluate_model
 
         directory = args.embed_dir or (
             default_embed_dir(cfg.ckpt) if cfg.ckpt
@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
               f"{directory}")
         metrics, out_dir = result.metrics, directory
     else:
-        from byov.downstream import score
+        from byov.downstream.pipeline import score
 
         directory = args.embeddings
         if not os.path.isdir(directory):

@@ -168,7 +168,7 @@ def model_from_checkpoint(ckpt, config, pretrained=True):
 def embed_splits(method, config, splits, weights="online", progress=False):
     """{split: SplitData} of the config's dataset embedded by `method` (validated data)."""
     from byov.data.validate import load_validated
-    from byov.downstream import embed_split
+    from byov.downstream.embed import embed_split
     from byov.spec import data_spec
 
     data = data_spec(config)

@@ -10,13 +10,10 @@ Protocol: docs/evaluation.md (AE2, Xue & Grauman, NeurIPS 2023; released evaluat
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
-
-import torch
 
 from byov.eval.io import SplitData
 
@@ -84,6 +81,8 @@ def _model_spec(spec, baseline: str | None):
 def _embed_function(spec, splits, videos, checkpoint, baseline, progress) -> Callable:
     """Build the video -> (L, D) function of a checkpoint or a baseline (called only when the
     folder cannot be reused)."""
+    import torch
+
     from byov import distributed as D
     from byov.methods import build_method, method_class
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from byov.errors import ByovError
+from byov.eval import TASKS
+from byov.eval.baselines import time_split
 from byov.eval.io import SplitData, load_split
+from byov.spec import downstream_spec
+from byov.training.logger import iter_log_records
 
 RANDOM_INIT_FOLDER = "baseline_random_init"  # the untrained method; shown only when present
 
@@ -105,8 +109,6 @@ def read_config(run_dir: str) -> tuple[dict, str]:
 
 def read_log(run_dir: str) -> list[dict]:
     """The records of RUN_DIR/log.jsonl ([] when absent); a torn last line is skipped."""
-    from byov.training.logger import iter_log_records
-
     path = os.path.join(run_dir, "log.jsonl")
     if not os.path.isfile(path):
         return []
@@ -117,8 +119,7 @@ def _evaluate(config: dict, folder: str, split: str, resolve: Callable[[dict], d
               checkpoint=None, baseline: str | None = None) -> bool:
     """`byov.downstream.evaluate_model` of a checkpoint or a baseline into `folder` (content-
     keyed reuse); returns True when it embedded now."""
-    from byov.downstream import evaluate_model
-    from byov.spec import downstream_spec
+    from byov.downstream.pipeline import evaluate_model
 
     spec = downstream_spec(resolve({**config, "eval_mode": split}))
     meta = {"checkpoint": checkpoint.path if checkpoint else None, "baseline": baseline,
@@ -149,7 +150,6 @@ def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: d
     checkpoint bytes and the same data (never by modification times).
     """
     from byov.checkpoint import read_checkpoint
-    from byov.spec import downstream_spec
 
     checkpoint = read_checkpoint(ckpt_path)
     config = resolve({**checkpoint.state["config"], **overrides, "eval_mode": split})
@@ -173,9 +173,7 @@ def baseline_evaluation(run_dir: str, config: dict, split: str, baseline: str,
 def time_evaluation(model: Evaluation, spec) -> Evaluation:
     """The `time` baseline (t/L per frame, `byov.eval.baselines`) on the model's splits, computed
     here in memory (nothing written)."""
-    from byov.downstream import score
-    from byov.eval import TASKS
-    from byov.eval.baselines import time_split
+    from byov.downstream.pipeline import score
 
     train, evl = time_split(model.train), time_split(model.evl)
     metrics = score(train, evl, dataclasses.replace(spec.eval, tasks=TASKS, few_shot=False))

@@ -23,6 +23,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 from byov import checkpoint as ckpt_lib
 from byov import distributed as D
 from byov import spec as S
+from byov.data.fingerprint import data_fingerprint
+from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
+from byov.data.synthetic import ensure_synthetic
+from byov.data.validate import load_validated
+from byov.features import ensure_feature_cache
+from byov.methods import build_method, method_class
+from byov.methods.byov_method import check_backbone_width
+from byov.models.frame_encoders import frame_encoder_from_spec
+from byov.training.schedules import lr_schedule
 
 SPLITS = ("train", "val")  # what a training run reads (val: val loss and downstream metrics)
 
@@ -119,12 +128,8 @@ def prepare_data(spec: S.MethodSpec, info: D.DistInfo, frame_encoder=None) -> tu
     split, and builds the missing h5 frame caches (pixels) or feature-cache entries (tokens /
     merged, with `frame_encoder`), with progress bars; the other ranks wait, then list.
     """
-    from byov.data.validate import load_validated
-    from byov.methods import method_class
-
     data = spec.data
     if info.is_main and data.dataset == "synthetic":
-        from byov.data.synthetic import ensure_synthetic
         # the demo's own generated data: a folder from an older generator version is replaced
         # whole (only when it holds nothing but this generator's videos), never reused stale
         if ensure_synthetic(data.path, seed=0, replace_stale=True):
@@ -138,12 +143,10 @@ def prepare_data(spec: S.MethodSpec, info: D.DistInfo, frame_encoder=None) -> tu
     todo = [v for s in SPLITS for v in videos[s]]
     if info.is_main:
         if not reads_frames:
-            from byov.features import ensure_feature_cache
             ensure_feature_cache(spec.features, todo, frame_encoder)
         else:
             from tqdm import tqdm
 
-            from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
             for v in tqdm(todo, desc="frame caches", unit="video", leave=False):
                 ensure_frame_cache(v, frame_cache_path(v, data.root, data.dataset,
                                                        data.frame_cache_dir))
@@ -156,13 +159,9 @@ def build_method_for_run(spec: S.MethodSpec, info: D.DistInfo, seed: int, pretra
     """(method, videos, labels): a method's shared frozen backbone (BYOV's) is built once, before
     the data, because a missing feature cache is extracted with it. A resumed or initialised run
     (`pretrained` False) needs no pretrained weights beyond what its checkpoint lacks."""
-    from byov.methods import build_method, method_class
-
     frame_encoder = None
     encoder_spec = method_class(spec.name).frame_encoder_spec(spec)
     if encoder_spec is not None:
-        from byov.methods.byov_method import check_backbone_width
-        from byov.models.frame_encoders import frame_encoder_from_spec
         frame_encoder = frame_encoder_from_spec(encoder_spec)
         if spec.byov is not None:
             check_backbone_width(spec.byov.hidden_dim, frame_encoder)
@@ -211,8 +210,6 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
     """Everything a run needs, from the resolved config (see the module docstring)."""
     import dataclasses
 
-    from byov.training.schedules import lr_schedule
-
     device = info.device
     run, optim, schedule = S.run_spec(config), S.optim_spec(config), S.schedule_spec(config)
     mspec = S.method_spec(config)
@@ -224,7 +221,6 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
     method, videos, labels = build_method_for_run(
         mspec, info, run.seed, pretrained=resumed is None and not run.init_from)
     method.to(device)
-    from byov.data.fingerprint import data_fingerprint
     data = data_fingerprint(mspec.data.root, mspec.data.dataset, SPLITS, videos)
     if resumed is not None and resumed.get("data_fingerprint") not in (None, data):
         raise ckpt_lib.CheckpointError(

@@ -17,21 +17,22 @@ from tqdm import tqdm
 
 from byov import checkpoint as ckpt_lib
 from byov import distributed as D
+from byov.atomic import atomic_write_text
+from byov.downstream.pipeline import evaluate_model, metric_value
+from byov.spec import run_spec
+from byov.training.assembly import Training, build_training, set_aside_dead_run
 from byov.training.engine import train_one_epoch, validation_loss
-from byov.downstream.pipeline import metric_value
 from byov.training.logger import MetricMeter, RunLogger
-from byov.training.assembly import SPLITS, Training, build_training, set_aside_dead_run
+from byov.training.runlock import RunLock
+
 
 def run(config: dict) -> dict:
     """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
-    from byov.spec import run_spec
-
     run_dir = run_spec(config)
     info = D.init_distributed(run_dir.device)
     try:
         lock = contextlib.nullcontext()
         if info.is_main:  # one run per folder; the lock dies with the process
-            from byov.training.runlock import RunLock
             lock = RunLock(run_dir.output_dir)
         with lock:
             return _run(build_training(config, info))
@@ -100,7 +101,6 @@ def write_config(config: Mapping, path: str) -> None:
     """The resolved config as flat yaml, written atomically."""
     import yaml
 
-    from byov.atomic import atomic_write_text
     atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
     print(f"resolved config written to {path}")
 
@@ -109,8 +109,6 @@ def downstream(t: Training, out_dir: str) -> dict:
     """Embed train + val with the method's current weights (eval mode, fp32) and run the AE2
     tasks on val (`byov.downstream.evaluate_model`); embeddings, metrics.json and metrics.md go
     to out_dir. Returns the metrics, with `val_score`."""
-    from byov.downstream import evaluate_model
-
     spec = t.downstream
     result = evaluate_model(spec, out_dir, method=t.method, data=(t.videos, t.labels),
                             meta={"dataset": spec.eval.dataset, "eval_split": "val",

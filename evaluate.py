@@ -7,6 +7,8 @@
         --dataset break_eggs --dataset_root AE2_data
     # a checkpoint: embed train + eval split into --embed_dir (default <run>/eval/<ckpt stem>/)
     python evaluate.py --ckpt logs/run/checkpoints/last.pth [--weights online|ema]
+    # an exported model (docs/hub.md): a folder, or on the Hub (into <output_dir>/eval/<name>/)
+    python evaluate.py --ckpt hf://OWNER/NAME[@REVISION] --dataset_root AE2_data
     # a trivial baseline through the same four tasks, as configured: time (t/L per frame),
     # frozen (the frozen backbone's merged features), random_init (the untrained method)
     python evaluate.py --config configs/demo.yaml --baseline time
@@ -44,8 +46,12 @@ def build_eval_parser():
     return p
 
 
-def default_embed_dir(ckpt_path: str) -> str:
-    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth."""
+def default_embed_dir(ckpt_path: str, output_dir: str = "logs/run") -> str:
+    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth; <output_dir>/eval/<name>/ for an
+    export folder or hf:// model (byov.hub.checkpoint_name)."""
+    from byov.hub import checkpoint_name, is_hub_reference
+    if is_hub_reference(ckpt_path) or os.path.isdir(ckpt_path):
+        return os.path.join(output_dir, "eval", checkpoint_name(ckpt_path))
     folder = os.path.dirname(os.path.abspath(ckpt_path))
     run = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
     return os.path.join(run, "eval", os.path.splitext(os.path.basename(ckpt_path))[0])
@@ -55,6 +61,10 @@ def checked_checkpoint(ckpt_path: str) -> dict:
     """The checkpoint's content, after checking that it holds a model."""
     import torch
     from byov.eval.io import EvalInputError
+    from byov.hub import is_hub_reference, resolve_checkpoint
+
+    if is_hub_reference(ckpt_path) or os.path.isdir(ckpt_path):  # an export (docs/hub.md)
+        return resolve_checkpoint(ckpt_path)
 
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist")
@@ -152,7 +162,7 @@ def main(argv=None) -> dict:
         parser.error(str(e))
     if cfg.ckpt or args.baseline:
         directory = args.embed_dir or (
-            default_embed_dir(cfg.ckpt) if cfg.ckpt
+            default_embed_dir(cfg.ckpt, cfg.output_dir) if cfg.ckpt
             else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
         embedded = embed_config_to_folder(to_dict(cfg), directory, ("train", cfg.eval_mode),
                                           ckpt_path=cfg.ckpt or None, weights=cfg.weights,

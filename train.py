@@ -13,9 +13,10 @@ from utils.config import ConfigError, load_config, to_dict
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg, _ = load_config(argv)
     from byov import trainer
-    return trainer.run(to_dict(cfg))
+    return trainer.run(to_dict(cfg), command=["train.py", *argv])
 
 
 if __name__ == "__main__":

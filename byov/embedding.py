@@ -121,7 +121,8 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
 
     Args:
         config: the resolved flat config (a checkpoint's own, with location overrides).
-        ckpt_path: a train.py checkpoint (its method and weights embed), or None with `baseline`:
+        ckpt_path: a train.py checkpoint, export folder or hf:// model (`byov.hub`; its method
+            and weights embed), or None with `baseline`:
             "time" (t/L per frame, `byov.eval.baselines`), "frozen" (the frozen backbone's
             merged features), "random_init" (the config's method, untrained, seeded by `seed`).
     Returns:
@@ -130,7 +131,8 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
         DataError: the splits' data do not validate (before any model is built).
     """
     from byov import distributed as D
-    from byov.data.fingerprint import content_hash, data_fingerprint
+    from byov.data.fingerprint import data_fingerprint
+    from byov.hub import checkpoint_fingerprint
     from byov.data.validate import load_validated
 
     if (ckpt_path is None) == (baseline is None):
@@ -144,7 +146,7 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
                                     config["frame_cache_dir"] if reads_frames else None)
     data = data_fingerprint(root, dataset, splits, videos)
     key = embedding_key(config, baseline or "checkpoint", data,
-                        content_hash(ckpt_path) if ckpt_path else None,
+                        checkpoint_fingerprint(ckpt_path) if ckpt_path else None,
                         weights if ckpt_path else None)
 
     def make_embed():
@@ -161,8 +163,8 @@ def embed_config_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
         from byov.methods import build_method
         device = D.init_distributed(config["device"]).device
         if ckpt_path:
-            from byov.checkpoint import load_checkpoint
-            ckpt = load_checkpoint(ckpt_path)
+            from byov.hub import resolve_checkpoint
+            ckpt = resolve_checkpoint(ckpt_path)
             # pretrained weights only where the checkpoint lacks them (BYOV's frozen backbone)
             method = build_method(config, pretrained=config["method"] == "byov"
                                   and ckpt.get("backbone") is None)

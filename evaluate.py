@@ -78,8 +78,7 @@ def checked_checkpoint(ckpt_path: str) -> dict:
         raise EvalInputError(f"no model in this checkpoint: {ckpt_path} has no 'encoder' entry "
                              f"(found {keys}); pass a checkpoint written by train.py, or "
                              f"evaluate saved embeddings with --embeddings DIR")
-    from byov.checkpoint import load_checkpoint
-    return load_checkpoint(ckpt_path)
+    return resolve_checkpoint(ckpt_path)
 
 
 # Keys that only say where things are or how to evaluate: a checkpoint's config may be overridden

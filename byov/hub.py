@@ -1,5 +1,5 @@
-"""One resolver for every way of naming a trained model: a checkpoint file, an export folder, or
-a model on the Hugging Face Hub (docs/hub.md).
+"""One resolver for every way of naming a trained model: a checkpoint file, an export folder,
+or a model on the Hugging Face Hub (docs/hub.md).
 
     resolve_checkpoint("logs/run/checkpoints/best.pth")   # a train.py checkpoint
     resolve_checkpoint("exports/break_eggs")              # a folder written by `python -m byov.export`

@@ -130,10 +130,10 @@ def describe(backbone, input_size: int) -> str:
     if isinstance(backbone, Preprocessing):
         p = backbone
         crop = f" -> centre crop {p.crop}x{p.crop}" if p.crop != p.resize else ""
+        mean, std = (", ".join(f"{m:g}" for m in values) for values in (p.mean, p.std))
         return (f"h5 frame cache 256x256 BGR uint8 (INTER_AREA) -> cv2 {p.interpolation} "
                 f"{p.resize}x{p.resize}{crop} -> RGB -> float32 x/255 (float32 division) -> "
-                f"(x - mean)/std in float64 -> float32; mean ({', '.join(f'{m:g}' for m in p.mean)})"
-                f", std ({', '.join(f'{m:g}' for m in p.std)})")
+                f"(x - mean)/std in float64 -> float32; mean ({mean}), std ({std})")
     head = f"h5 frame cache 256x256 BGR uint8 (INTER_AREA) -> cv2.INTER_CUBIC {s}x{s} -> RGB -> "
     norm = _NORM[backbone]
     if norm is None:

@@ -1,9 +1,9 @@
 """The Hugging Face frozen backbones of recent ego-exo work: DINOv2 and SigLIP 2.
 
-| name    | transformers class                   | default weights                   | N at 224 | d    |
-|---------|--------------------------------------|-----------------------------------|----------|------|
-| dinov2  | Dinov2Model (patch 14)               | facebook/dinov2-base (-large 1024)| 256      | 768  |
-| siglip2 | SiglipVisionModel (patch 16)         | google/siglip2-base-patch16-224   | 196      | 768  |
+| name    | transformers class           | default weights                 | N at 224 | d   |
+|---------|------------------------------|---------------------------------|----------|-----|
+| dinov2  | Dinov2Model (patch 14)       | facebook/dinov2-base (large: d 1024) | 256 | 768 |
+| siglip2 | SiglipVisionModel (patch 16) | google/siglip2-base-patch16-224 | 196      | 768 |
 
 Tokens are the patch tokens of the last encoder layer BEFORE the final norm (dinov2's
 `layernorm`, siglip's `post_layernorm`), as the CLIP path takes them before `post_layernorm`;

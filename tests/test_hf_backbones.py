@@ -144,3 +144,16 @@ def test_train_and_evaluate_on_the_synthetic_data(name, features, request, tmp_p
     assert embeds.shape[1] == 32 and np.isfinite(embeds).all()
     assert 0.0 <= metrics["classification_f1"]["regular"] <= 1.0
     assert -1.0 <= metrics["kendalls_tau"] <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_unfrozen_every_trainable_parameter_gets_a_gradient(name, request):
+    """DDP (--no-freeze_base) refuses parameters that never receive a gradient."""
+    from byov.models.frame_encoders import build_frame_encoder
+    fixture, size = SIZES[name]
+    encoder = build_frame_encoder(name, request.getfixturevalue(fixture), input_size=size,
+                                  freeze=False)
+    encoder.train()
+    encoder(torch.randn(2, 3, size, size)).sum().backward()
+    missing = [n for n, p in encoder.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing

@@ -222,6 +222,9 @@ def build_hf_backbone(name: str, path: str, input_size: int, pretrained: bool,
                          f"{patch} (e.g. {patch * (224 // patch)})")
     if name == "dinov2":
         model.layernorm = nn.Identity()
+        if getattr(model.embeddings, "mask_token", None) is not None:
+            # only used for masked pre-training: no grads even when unfrozen (keeps DDP happy)
+            model.embeddings.mask_token.requires_grad_(False)
         cls = _Dinov2Encoder
     else:
         vision = getattr(model, "vision_model", model)  # transformers 4.x nests the tower

@@ -105,7 +105,8 @@ def _fake_hub_cache(cache: str, repo_id: str, folder: str, sha: str) -> None:
         f.write(sha)
 
 
-def test_hf_reference_reads_the_hugging_face_cache_offline(exported, tmp_path, monkeypatch):
+def test_hf_reference_reads_the_hugging_face_cache_offline(run, exported, tmp_path,
+                                                           monkeypatch):
     from huggingface_hub import constants
 
     from byov.hub import checkpoint_fingerprint, checkpoint_name, resolve_checkpoint
@@ -119,6 +120,11 @@ def test_hf_reference_reads_the_hugging_face_cache_offline(exported, tmp_path, m
         assert not tensors_differing(ckpt, local), ref
         assert checkpoint_fingerprint(ref) == checkpoint_fingerprint(exported)
     assert checkpoint_name("hf://someone/tiny-byov@v1") == "someone--tiny-byov@v1"
+    # evaluate.py --ckpt hf://...: the same embeddings as the original checkpoint
+    folder = str(tmp_path / "hf_eval")
+    _evaluate(["--ckpt", "hf://someone/tiny-byov", *run["location"], "--embed_dir", folder])
+    a = np.load(os.path.join(run["dir"], "eval", "last", "test_embeds.npy"))
+    assert np.load(os.path.join(folder, "test_embeds.npy")).tobytes() == a.tobytes()
 
 
 def test_offline_without_a_cached_copy_names_the_repo_and_the_fetch_command(tmp_path,
@@ -226,3 +232,16 @@ def test_the_report_evaluates_an_exported_model_through_the_same_resolver(run, e
     original = np.load(os.path.join(run["dir"], "eval", "last", "test_embeds.npy"))
     assert evaluation.evl.embeds.tobytes() == original.tobytes()
     assert method_label({"method": "byov"}, exported) == f"BYOV ({exported})"
+
+
+def test_neutral_config_keeps_hub_ids_and_reduces_local_paths_to_their_name():
+    from byov.export import neutral_config
+    defaults = {"dataset_root": "AE2_data", "output_dir": "logs/run", "device": "auto",
+                "vision_encoder_path": ""}
+    hub, notes = neutral_config({"dataset_root": "/home/me/AE2_data", "output_dir": "/scratch/r",
+                                 "device": "cuda:3",
+                                 "vision_encoder_path": "facebook/dinov2-large"}, defaults)
+    assert hub == {"dataset_root": "AE2_data", "output_dir": "logs/run", "device": "auto",
+                   "vision_encoder_path": "facebook/dinov2-large"} and notes == []
+    local, notes = neutral_config({"vision_encoder_path": "/home/me/models/clip-b16/"}, defaults)
+    assert local["vision_encoder_path"] == "clip-b16" and "--vision_encoder_path" in notes[0]

@@ -100,7 +100,7 @@ def export_run(run_dir: str, out_dir: str, defaults: Mapping, ckpt: str = "best"
         HubError: OUT_DIR holds other files, or the checkpoint holds no model.
         CheckpointError / ReportError: the checkpoint is missing or not byov's.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from byov.atomic import atomic_write, atomic_write_text
     from byov.checkpoint import load_checkpoint
@@ -117,10 +117,8 @@ def export_run(run_dir: str, out_dir: str, defaults: Mapping, ckpt: str = "best"
             "parts": parts, "source_checkpoint": os.path.basename(ckpt_path)}
     facts = gather_facts(run_dir, ckpt_path, state, config, parts, tensors, notes, repo_id)
     os.makedirs(out_dir, exist_ok=True)
-    weights = os.path.join(out_dir, WEIGHTS_FILE)
-    tmp = weights + ".tmp"
-    save_file(tensors, tmp, metadata={"format": "pt", "byov_export": str(EXPORT_FORMAT)})
-    os.replace(tmp, weights)
+    data = save(tensors, metadata={"format": "pt", "byov_export": str(EXPORT_FORMAT)})
+    atomic_write(os.path.join(out_dir, WEIGHTS_FILE), lambda f: f.write(data))
     atomic_write(os.path.join(out_dir, CONFIG_FILE),
                  lambda f: f.write(json.dumps(meta, indent=2, allow_nan=False) + "\n"), text=True)
     card = render_card(facts)

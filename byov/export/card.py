@@ -181,13 +181,12 @@ def _metrics_section(facts: CardFacts) -> list[str]:
                   f"and `untrained` (the same model at random init).", "",
                   format_comparison([e.metrics for e in columns], [e.name for e in columns],
                                     dataset), ""]
-    missing = [e for e in facts.baselines if e.metrics is None]
-    for e in missing:
-        lines.append(f"- baseline `{e.name}`: {e.note}")
+    missing = [f"- baseline `{e.name}`: {e.note}" for e in facts.baselines if e.metrics is None]
+    lines += missing + ([""] if missing else [])
     data = facts.model.data or next((e.data for e in columns if e.data), None)
     if data:
-        lines += ["", f"Test data fingerprint (labels, split lists, videos): `{data}`."]
-    return lines + [""]
+        lines += [f"Test data fingerprint (labels, split lists, videos): `{data}`.", ""]
+    return lines
 
 
 def _command_section(facts: CardFacts) -> list[str]:
@@ -251,9 +250,8 @@ def _model_section(facts: CardFacts) -> list[str]:
              f"{c.get('input_size')} | {c.get('hidden_dim')} |", ""]
     if backbone in ("resnet50", "vit_b_16", "efficientnet_lite0"):
         lines += ["The backbone's ImageNet-1k training data has terms of its own.", ""]
-    for note in facts.notes:
-        lines.append(f"- Note: {note}.")
-    return lines + [""]
+    lines += [f"- Note: {note}." for note in facts.notes]
+    return lines + ([""] if facts.notes else [])
 
 
 def _load_section(facts: CardFacts) -> list[str]:

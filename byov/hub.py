@@ -210,6 +210,23 @@ def local_folder(ref: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ resolver
+def check_reference(ref: str) -> None:
+    """Fail early, before any expensive work, when `ref` names no loadable model: a missing
+    checkpoint file, a folder that is not an export, a Hub model that cannot be fetched (the
+    download, or the cache look-up offline, happens here; the later load reads the cache).
+
+    Raises:
+        CheckpointError / HubError: as `resolve_checkpoint`.
+    """
+    from byov.checkpoint import CheckpointError
+
+    if is_hub_reference(ref) or os.path.isdir(ref):
+        local_folder(ref)
+    elif not os.path.isfile(ref):
+        raise CheckpointError(f"{ref} does not exist: pass a checkpoint file (.pth), an export "
+                              f"folder or hf://OWNER/NAME[@REVISION]")
+
+
 def resolve_checkpoint(ref: str) -> dict:
     """The checkpoint dict (as `byov.checkpoint.load_checkpoint` returns) of any model reference:
     a .pth checkpoint file, an export folder, or hf://OWNER/NAME[@REVISION].

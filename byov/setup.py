@@ -79,6 +79,9 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
         raise ckpt_lib.CheckpointError(
             f"--init_from {config['init_from']} starts a new run from weights, but --resume "
             f"{config['resume']} would continue {resume_path}; give one of them")
+    if config["init_from"]:  # a missing file or an unfetchable hf:// model: before the data work
+        from byov.hub import check_reference
+        check_reference(config["init_from"])
     if resume_path is None:
         last = ckpt_lib.CheckpointManager(out_dir, 0).last_path
         if os.path.isfile(last):

@@ -245,3 +245,17 @@ def test_neutral_config_keeps_hub_ids_and_reduces_local_paths_to_their_name():
                    "vision_encoder_path": "facebook/dinov2-large"} and notes == []
     local, notes = neutral_config({"vision_encoder_path": "/home/me/models/clip-b16/"}, defaults)
     assert local["vision_encoder_path"] == "clip-b16" and "--vision_encoder_path" in notes[0]
+
+
+def test_init_from_an_unfetchable_model_fails_before_any_data_work(tmp_path, monkeypatch,
+                                                                   synthetic_root, tiny_clip_dir):
+    from huggingface_hub import constants
+
+    from byov.hub import HubError
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    caches = tmp_path / "frame_caches"
+    with pytest.raises(HubError, match=r"hf download owner/missing"):
+        train_in_process(train_args(synthetic_root, tiny_clip_dir, str(tmp_path / "new"),
+                                    str(caches), init_from="hf://owner/missing"))
+    assert not caches.exists()  # no frame cache was built

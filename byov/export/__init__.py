@@ -28,8 +28,8 @@ MACHINE_KEYS = ("dataset_root", "output_dir", "frame_cache_dir", "feature_cache_
 
 def is_local_path(path: str) -> bool:
     """A filesystem path rather than a Hub id ("openai/clip-vit-base-patch16")."""
-    return bool(path) and (os.path.isabs(path) or path.startswith((".", "~"))
-                           or path.count("/") > 1 or os.path.exists(path)
+    from byov.models.frame_encoders import _looks_local
+    return bool(path) and (_looks_local(path) or os.path.exists(path)
                            or path.endswith((".pth", ".pt", ".safetensors", ".bin")))
 
 

@@ -18,17 +18,18 @@ from typing import Mapping
 import yaml
 
 from byov.eval.report import SETTINGS, format_comparison, progression_headline
+from byov.models.frame_encoders import DEFAULT_CLIP
+from byov.models.hf_backbones import DEFAULT_WEIGHTS
 
 BASELINE_NAMES = ("time", "frozen", "random_init")
 BASELINE_LABELS = {"time": "time t/L", "frozen": "frozen backbone", "random_init": "untrained"}
 # name -> (implementation, default weights, licence of those weights). The licence is that of
 # the released weights; the datasets they were trained on may add terms of their own.
 BACKBONE_INFO = {
-    "clip": ("transformers CLIPVisionModel", "openai/clip-vit-base-patch16",
-             "MIT (openai/CLIP)"),
-    "dinov2": ("transformers Dinov2Model", "facebook/dinov2-base", "Apache-2.0"),
+    "clip": ("transformers CLIPVisionModel", DEFAULT_CLIP, "MIT (openai/CLIP)"),
+    "dinov2": ("transformers Dinov2Model", DEFAULT_WEIGHTS["dinov2"], "Apache-2.0"),
     "siglip2": ("transformers SiglipVisionModel (fixed-resolution SigLIP 2)",
-                "google/siglip2-base-patch16-224", "Apache-2.0"),
+                DEFAULT_WEIGHTS["siglip2"], "Apache-2.0"),
     "resnet50": ("torchvision resnet50", "torchvision ResNet50_Weights.IMAGENET1K_V2",
                  "BSD-3-Clause (torchvision)"),
     "vit_b_16": ("torchvision vit_b_16", "torchvision ViT_B_16_Weights.IMAGENET1K_V1",

@@ -3,7 +3,6 @@
 evaluate runs on the synthetic data (byov.models.hf_backbones)."""
 import json
 import os
-import warnings
 
 import cv2
 import numpy as np

@@ -262,10 +262,10 @@ def _load_section(facts: CardFacts) -> list[str]:
     return ["## How to use", "",
             "With byov installed (`pip install -e .` in its checkout), from the checkout:", "",
             "```bash",
-            f"# evaluate on the AE2 tasks (downloads into the Hugging Face cache)",
+            "# evaluate on the AE2 tasks (downloads into the Hugging Face cache)",
             f"python evaluate.py --ckpt {ref} --dataset_root /path/to/data"
             f"{vpath}",
-            f"# start a new run from these weights",
+            "# start a new run from these weights",
             f"python train.py --config YOUR_CONFIG.yaml --init_from {ref}{vpath}",
             "# offline: fetch once, then HF_HUB_OFFLINE=1 reads the cache",
             f"hf download {facts.repo_id or 'OWNER/NAME'}",

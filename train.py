@@ -18,9 +18,10 @@ def build_train_parser():
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg, _ = load_config(argv, build_train_parser())
     from byov.training import loop as trainer
-    return trainer.run(to_dict(cfg))
+    return trainer.run(to_dict(cfg), command=["train.py", *argv])
 
 
 if __name__ == "__main__":

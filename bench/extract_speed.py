@@ -36,7 +36,7 @@ from byov.data.frame_cache import ensure_frame_cache, frame_cache_path  # noqa: 
 from byov.data.layout import list_videos  # noqa: E402
 from byov.data.synthetic import generate  # noqa: E402
 from byov.features.extract import extract_videos  # noqa: E402
-from byov.models.frame_encoders import build_frame_encoder  # noqa: E402
+from byov.models.backbones import build_frame_encoder  # noqa: E402
 from byov.models.stm import num_selected_tokens  # noqa: E402
 
 

@@ -40,7 +40,7 @@ from byov.features.cache import FeatureSource  # noqa: E402
 from byov.features.extract import extract_videos  # noqa: E402
 from byov.features.manifest import read_manifest  # noqa: E402
 from byov.models.byov import BYOV  # noqa: E402
-from byov.models.frame_encoders import build_frame_encoder  # noqa: E402
+from byov.models.backbones import build_frame_encoder  # noqa: E402
 from byov.models.stm import num_selected_tokens, selective_token_merge  # noqa: E402
 
 

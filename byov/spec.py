@@ -342,6 +342,38 @@ def downstream_spec(config: Mapping) -> DownstreamSpec:
                           device=config["device"])
 
 
+# ------------------------------------------------------------------------------------ export
+# Keys that say where things are on the training machine: an exported config (docs/hub.md)
+# takes their defaults.
+MACHINE_KEYS = ("dataset_root", "output_dir", "frame_cache_dir", "feature_cache_dir", "resume",
+                "init_from", "ckpt", "device")
+
+
+def portable_config(config: Mapping, defaults: Mapping) -> tuple[dict, list[str]]:
+    """(the config without the training machine's paths, notes on what was changed).
+
+    Args:
+        config: the checkpoint's resolved flat config.
+        defaults: the project's default value of each key (utils/config.py's Config).
+    Every key of MACHINE_KEYS takes its default; a local `vision_encoder_path` (a folder or file
+    on the training machine) keeps only its base name, and a note says so: the user passes
+    --vision_encoder_path to their copy of the backbone. Hub ids are kept.
+    """
+    from byov.models.frame_encoders import is_local_path
+
+    out, notes = dict(config), []
+    for key in MACHINE_KEYS:
+        if key in out and key in defaults and out[key] != defaults[key]:
+            out[key] = defaults[key]
+    path = str(out.get("vision_encoder_path") or "")
+    if is_local_path(path):
+        name = os.path.basename(os.path.normpath(os.path.expanduser(path)))
+        out["vision_encoder_path"] = name
+        notes.append(f"the backbone weights were read from a local path on the training machine "
+                     f"(…/{name}); pass --vision_encoder_path to your copy of them")
+    return out, notes
+
+
 # ------------------------------------------------------------------------------------- run
 @dataclass(frozen=True)
 class RunSpec:
@@ -365,8 +397,8 @@ def run_spec(config: Mapping) -> RunSpec:
 
 
 __all__ = ["AE2Spec", "ByovModelSpec", "DataSpec", "DownstreamSpec", "EMBEDDING_KEYS", "EvalSpec",
-           "FeatureCacheSpec", "FrameEncoderSpec", "MethodSpec", "OptimSpec", "RESUME_KEYS",
+           "FeatureCacheSpec", "FrameEncoderSpec", "MACHINE_KEYS", "MethodSpec", "OptimSpec", "RESUME_KEYS",
            "RunSpec", "ScheduleSpec", "TokenMergeSpec", "ae2_spec", "byov_model_spec",
            "data_spec", "default_feature_cache_dir", "downstream_spec", "embedding_settings", "eval_spec",
-           "feature_spec", "frame_encoder_spec", "merge_spec", "method_spec", "optim_spec",
+           "feature_spec", "frame_encoder_spec", "merge_spec", "method_spec", "optim_spec", "portable_config",
            "released_model_spec", "resume_keys", "run_spec", "schedule_spec"]

@@ -15,7 +15,7 @@ from byov.data.layout import list_videos
 from byov.features import cache as cache_mod
 from byov.features import (FeatureCacheError, StreamMerge, entry_paths, extract_splits,
                            feature_source, merged_features)
-from byov.models.frame_encoders import build_frame_encoder
+from byov.models.backbones import build_frame_encoder
 from byov.models.stm import merge_video_tokens
 from byov.spec import feature_spec
 from data_helpers import write_mp4

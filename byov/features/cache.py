@@ -234,7 +234,7 @@ def expected_for_spec(spec, kind: str, frame_encoder=None) -> dict:
     """The manifest a run with `byov.spec.FeatureCacheSpec` `spec` needs for `kind`. Without
     `frame_encoder` the backbone is built once per process (RNG state preserved, so seeded runs
     do not shift) and only its identity kept."""
-    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.models.backbones import frame_encoder_from_spec
 
     if not spec.encoder.freeze:
         raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "

@@ -208,9 +208,11 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
     return stats
 
 
-def _pixel_source(spec):
+def _pixel_source(spec, frame_encoder):
     from byov.data.datasets import FrameSource
-    return FrameSource(spec.data.root, spec.data.dataset, spec.encoder.backbone,
+    from byov.models.frame_encoders import input_pipeline
+    return FrameSource(spec.data.root, spec.data.dataset,
+                       input_pipeline(spec.encoder.backbone, frame_encoder),
                        spec.encoder.input_size, spec.data.frame_cache_dir)
 
 
@@ -227,7 +229,7 @@ def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
     FeatureCacheSpec` `spec` (cache folder, dtype, backbone, K, chunk_size frames per batch,
     num_workers, device)."""
     from byov.data.layout import list_videos
-    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.models.backbones import frame_encoder_from_spec
 
     _require_frozen(spec, "pass --freeze_base")
     check_writable(spec.cache_dir)  # before the backbone is loaded
@@ -235,8 +237,9 @@ def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
     if frame_encoder is None:
         frame_encoder = frame_encoder_from_spec(spec.encoder)
     k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if "merged" in kinds else None
-    return extract_videos(videos, _pixel_source(spec), frame_encoder, spec.cache_dir, kinds,
-                          spec.dtype, k, spec.chunk_size, spec.num_workers, spec.device, progress)
+    return extract_videos(videos, _pixel_source(spec, frame_encoder), frame_encoder,
+                          spec.cache_dir, kinds, spec.dtype, k, spec.chunk_size,
+                          spec.num_workers, spec.device, progress)
 
 
 def missing_entries(spec, videos: Sequence, frame_encoder=None) -> list:
@@ -284,7 +287,7 @@ def ensure_feature_cache(spec, videos: Sequence, frame_encoder=None,
             unwritable folder or a full disk.
         DataError: a video that cannot be decoded into its frame cache.
     """
-    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.models.backbones import frame_encoder_from_spec
 
     kind = cache_kind(spec)
     _require_frozen(spec, "pass --freeze_base or use --features fly")
@@ -300,7 +303,8 @@ def ensure_feature_cache(spec, videos: Sequence, frame_encoder=None,
         with torch.random.fork_rng(devices=[]):  # seeded runs do not shift
             frame_encoder = frame_encoder_from_spec(spec.encoder)
     k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if kind == "merged" else None
-    stats = extract_videos(todo, _pixel_source(spec), frame_encoder, spec.cache_dir, (kind,),
+    stats = extract_videos(todo, _pixel_source(spec, frame_encoder), frame_encoder,
+                           spec.cache_dir, (kind,),
                            spec.dtype, k, spec.chunk_size, spec.num_workers, spec.device,
                            progress)
     stats["skipped"] += len(videos) - len(todo)

@@ -107,7 +107,7 @@ def preprocessing(frame_encoder) -> str:
     """The frame -> input pipeline of byov.data.preprocess, spelled out for the manifest."""
     from byov.data.preprocess import describe
 
-    return describe(frame_encoder.name, frame_encoder.input_size)
+    return describe(frame_encoder.preprocessing or frame_encoder.name, frame_encoder.input_size)
 
 
 def backbone_id(frame_encoder) -> str:

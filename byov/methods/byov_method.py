@@ -233,7 +233,9 @@ def frame_source(spec, frame_encoder=None):
         from byov.features.cache import feature_source
         return feature_source(spec.features, frame_encoder)
     from byov.data.datasets import FrameSource
-    return FrameSource(spec.data.root, spec.data.dataset, spec.encoder.backbone,
+    from byov.models.frame_encoders import input_pipeline
+    return FrameSource(spec.data.root, spec.data.dataset,
+                       input_pipeline(spec.encoder.backbone, frame_encoder),
                        spec.encoder.input_size, spec.data.frame_cache_dir)
 
 
@@ -247,7 +249,7 @@ def build_byov_method(spec, pretrained: bool = True, frame_encoder=None) -> Byov
         ModelConfigError: hidden_dim differs from the backbone's token width.
         WeightsNotFoundError: pretrained weights are not available locally.
     """
-    from byov.models.frame_encoders import frame_encoder_from_spec
+    from byov.models.backbones import frame_encoder_from_spec
 
     if frame_encoder is None:
         frame_encoder = frame_encoder_from_spec(spec.encoder, pretrained=pretrained)

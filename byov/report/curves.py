@@ -1,6 +1,6 @@
 """Training curves from log.jsonl, plotted generically (every method logs its own keys).
 
-log.jsonl (byov/logger.py) holds per-step records (`train/<term>`, `train/lr`, ...) and one
+log.jsonl (byov/training/logger.py) holds per-step records (`train/<term>`, `train/lr`, ...) and one
 summary per epoch (`train/<term>` epoch means, `val/<term>` losses on fixed val pairs and, on
 evaluation epochs, the downstream val metrics `val/<task>/<setting>`, `val/<task>`). Here:
 - a loss term is a name logged both as `train/<name>` and `val/<name>`; it gets one panel with the

@@ -74,7 +74,11 @@ def resolve_checkpoint(run_dir: str, ckpt: str = "best") -> str:
     Raises:
         ReportError: the file does not exist.
     """
+    from byov.hub import names_export
+
     folder = os.path.join(run_dir, "checkpoints")
+    if names_export(ckpt):  # an export (docs/hub.md)
+        return ckpt
     if ckpt in ("best", "last"):
         path = os.path.join(folder, f"{ckpt}.pth")
         if ckpt == "best" and not os.path.isfile(path):
@@ -137,8 +141,10 @@ def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation
 
 
 def method_label(method: str, ckpt_path: str) -> str:
+    from byov.hub import names_export
     from byov.methods import display_name
-    return f"{display_name(method)} ({os.path.basename(ckpt_path)})"
+    shown = ckpt_path if names_export(ckpt_path) else os.path.basename(ckpt_path)
+    return f"{display_name(method)} ({shown})"
 
 
 def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: dict,
@@ -149,12 +155,11 @@ def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: d
     RUN_DIR/eval/<stem>/, whose embeddings are reused only when they were made from the same
     checkpoint bytes and the same data (never by modification times).
     """
-    from byov.checkpoint import read_checkpoint
+    from byov.hub import checkpoint_name, read_reference
 
-    checkpoint = read_checkpoint(ckpt_path)
+    checkpoint = read_reference(ckpt_path)
     config = resolve({**checkpoint.state["config"], **overrides, "eval_mode": split})
-    stem = os.path.splitext(os.path.basename(ckpt_path))[0]
-    folder = os.path.join(run_dir, "eval", stem)
+    folder = os.path.join(run_dir, "eval", checkpoint_name(ckpt_path))
     made = _evaluate(config, folder, split, resolve, checkpoint=checkpoint)
     spec = downstream_spec(config)
     return (load_evaluation(folder, split, method_label(spec.method.name, ckpt_path), "model"),

@@ -28,9 +28,10 @@ from byov.data.frame_cache import ensure_frame_cache, frame_cache_path
 from byov.data.synthetic import ensure_synthetic
 from byov.data.validate import load_validated
 from byov.features import ensure_feature_cache
+from byov.hub import check_reference, resolve_checkpoint
 from byov.methods import build_method, method_class
 from byov.methods.byov_method import check_backbone_width
-from byov.models.frame_encoders import frame_encoder_from_spec
+from byov.models.backbones import frame_encoder_from_spec
 from byov.training.schedules import lr_schedule
 
 SPLITS = ("train", "val")  # what a training run reads (val: val loss and downstream metrics)
@@ -80,6 +81,8 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
         raise ckpt_lib.CheckpointError(
             f"--init_from {run.init_from} starts a new run from weights, but --resume "
             f"{run.resume} would continue {resume_path}; give one of them")
+    if run.init_from:  # a missing file or an unfetchable hf:// model: before the data work
+        check_reference(run.init_from)
     if resume_path is None:
         last = ckpt_lib.CheckpointManager(out_dir, 0).last_path
         if os.path.isfile(last):
@@ -198,10 +201,13 @@ def epoch_length(schedule: S.ScheduleSpec, num_videos: int, world_size: int) -> 
 
 
 def load_initial_weights(method, path: str, config: Mapping) -> None:
-    """--init_from: a checkpoint's model weights (strictly), no optimizer, step or RNG."""
-    ckpt = ckpt_lib.load_checkpoint(path)
-    ckpt_lib.check_compatible(ckpt["config"], config, ckpt_lib.ARCH_KEYS + ("method",),
-                              where=path)
+    """--init_from: a checkpoint's model weights (strictly), no optimizer, step or RNG; a
+    checkpoint file, an export folder or hf://OWNER/NAME (byov.hub.resolve_checkpoint)."""
+    ckpt = resolve_checkpoint(path)
+    # vision_encoder_path says where the backbone is (an export keeps only a local folder's
+    # name), as evaluate.py treats it; the weights' shapes are still checked strictly
+    keys = tuple(k for k in ckpt_lib.ARCH_KEYS if k != "vision_encoder_path") + ("method",)
+    ckpt_lib.check_compatible(ckpt["config"], config, keys, where=path)
     method.load_state_entries(ckpt, where=path)
     print(f"initialised the model from {path} (weights only; a new run from step 0)")
 

@@ -19,6 +19,7 @@ from byov import checkpoint as ckpt_lib
 from byov import distributed as D
 from byov.atomic import atomic_write_text
 from byov.downstream.pipeline import evaluate_model, metric_value
+from byov.provenance import record_command
 from byov.spec import run_spec
 from byov.training.assembly import Training, build_training, set_aside_dead_run
 from byov.training.engine import train_one_epoch, validation_loss
@@ -26,8 +27,9 @@ from byov.training.logger import MetricMeter, RunLogger
 from byov.training.runlock import RunLock
 
 
-def run(config: dict) -> dict:
-    """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
+def run(config: dict, command: list[str] | None = None) -> dict:
+    """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics).
+    `command` (e.g. ["train.py", "--config", ...]) is recorded in <output_dir>/command.jsonl."""
     run_dir = run_spec(config)
     info = D.init_distributed(run_dir.device)
     try:
@@ -35,18 +37,20 @@ def run(config: dict) -> dict:
         if info.is_main:  # one run per folder; the lock dies with the process
             lock = RunLock(run_dir.output_dir)
         with lock:
-            return _run(build_training(config, info))
+            return _run(build_training(config, info), command)
     finally:
         D.cleanup()
 
 
-def _run(t: Training) -> dict:
+def _run(t: Training, command: list[str] | None = None) -> dict:
     info, out_dir, epochs = t.info, t.run.output_dir, t.schedule.epochs
     method_name = t.downstream.method.name
     if info.is_main:  # only once the resume is known to be valid: a refused one changes nothing
         if t.resume_path is None:
             set_aside_dead_run(out_dir)
         write_config(t.config, os.path.join(out_dir, "config.yaml"))
+        if command is not None:  # what the model card of `python -m byov.export` quotes
+            record_command(out_dir, command, t.resume_path, info.world_size)
     logger = RunLogger(out_dir, enabled=info.is_main,
                        resume_step=t.step if t.resume_path else None)
     manager = ckpt_lib.CheckpointManager(out_dir, t.run.save_every)

@@ -73,6 +73,9 @@ def run_one(args) -> int:
         print(f"{job.name}: {what}")
         return 0 if state == "done" else 1
     if args.phase == "prepare":
+        state, what = runner.job_state(job)
+        if state == "redo":
+            runner.set_aside(job, what)
         runner.check_run_config(job)
         runner.prepare(job)
     elif args.phase == "train-args":

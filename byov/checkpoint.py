@@ -352,15 +352,23 @@ class CheckpointManager:
 
     save_every 0 writes no epoch files. keep_all=False keeps only the newest epoch file.
     Only the main rank should own one.
+
+    Every checkpoint written records which checkpoint best.pth must be:
+    `val_metrics["best_record"] = {"epoch", "step"}` of the epoch chosen on val (None before
+    the first). `verify_best` checks best.pth against it on resume, so a kill or a full disk
+    between writing last.pth and best.pth is repaired or refused, never carried on silently.
+    `best_record`: the record of the resumed checkpoint (`verify_best`'s result), None when fresh.
     """
 
-    def __init__(self, output_dir: str, save_every: int, keep_all: bool = True):
+    def __init__(self, output_dir: str, save_every: int, keep_all: bool = True,
+                 best_record: dict | None = None):
         if not isinstance(save_every, int) or save_every < 0:
             raise ValueError(f"save_every must be an int >= 0 (0 = no epoch_XXXX.pth files), got "
                              f"{save_every!r}")
         self.dir = os.path.join(output_dir, "checkpoints")
         self.save_every = save_every
         self.keep_all = keep_all
+        self.best_record = dict(best_record) if best_record else None
 
     @property
     def last_path(self) -> str:
@@ -375,6 +383,11 @@ class CheckpointManager:
 
     def save(self, state: dict, epoch: int, is_best: bool = False) -> list[str]:
         """Write last.pth, plus epoch_XXXX.pth / best.pth when due; returns the paths written."""
+        if is_best:
+            self.best_record = {"epoch": int(epoch), "step": int(state.get("step", -1))}
+        if isinstance(state.get("val_metrics"), dict):
+            state = {**state, "val_metrics": {**state["val_metrics"],
+                                              "best_record": self.best_record}}
         save_checkpoint(self.last_path, state)
         written = [self.last_path]
         targets = []
@@ -393,3 +406,74 @@ class CheckpointManager:
                 if re.fullmatch(r"epoch_\d{4,}\.pth", name) and path != self.epoch_path(epoch):
                     os.remove(path)
         return written
+
+
+def _epoch_step(path: str) -> tuple[int, int] | None:
+    """(epoch, step) of a readable checkpoint, None for a missing or unreadable one."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError:
+        return None
+    return int(state["epoch"]), int(state["step"])
+
+
+def verify_best(output_dir: str, resumed: dict, resume_path: str) -> tuple[float | None,
+                                                                            dict | None]:
+    """Check, on resume, that `<output_dir>/checkpoints/best.pth` is the checkpoint the resumed
+    run records as its best; returns (best value, best record) to continue with.
+
+    The record is `val_metrics["best_record"]` ({"epoch", "step"}, written by CheckpointManager;
+    absent in checkpoints of older byov versions, for which best.pth's own recorded best value
+    must equal the run's). A best.pth that is missing or holds another checkpoint is rebuilt
+    from the checkpoint of the recorded epoch and step when one is left (the resumed file
+    itself: a kill or a full disk after last.pth was written, or epoch_XXXX.pth); otherwise:
+    - best.pth missing: the run continues with no best so far (printed), so best.pth is chosen
+      among the epochs trained from now on;
+    - best.pth of another epoch: CheckpointError naming both epochs and the fix.
+    """
+    metrics = resumed.get("val_metrics") or {}
+    best, record = metrics.get("best"), metrics.get("best_record")
+    manager = CheckpointManager(output_dir, 0)
+    path = manager.best_path
+    if best is None:
+        return None, None
+    have = _epoch_step(path)
+    if record is None:  # written before best_record existed: compare the recorded values
+        try:
+            found = load_checkpoint(path) if os.path.isfile(path) else None
+        except CheckpointError:
+            found = None
+        if found is not None and (found.get("val_metrics") or {}).get("best") == best:
+            return best, {"epoch": int(found["epoch"]), "step": int(found["step"])}
+        want = "the epoch whose val value is the run's best"
+    else:
+        want_pair = (int(record["epoch"]), int(record["step"]))
+        if have == want_pair:
+            return best, record
+        want = f"epoch {want_pair[0]} (step {want_pair[1]})"
+        source_dir = os.path.dirname(os.path.abspath(resume_path))
+        candidates = [resume_path, os.path.join(source_dir, "best.pth"),
+                      os.path.join(source_dir, f"epoch_{want_pair[0]:04d}.pth"),
+                      manager.epoch_path(want_pair[0])]
+        for candidate in candidates:
+            if os.path.abspath(candidate) != os.path.abspath(path) \
+                    and _epoch_step(candidate) == want_pair:
+                with open(candidate, "rb") as src:
+                    _atomic_write(path, lambda f: shutil.copyfileobj(src, f))
+                print(f"{path} was not the run's best checkpoint ({want}; found "
+                      f"{'none' if have is None else f'epoch {have[0]}'}): rebuilt it from "
+                      f"{candidate}")
+                return best, record
+    if have is None:
+        print(f"{resume_path} records {want} (val {best:.6g}) as the best, but no checkpoint "
+              f"of it is left ({path} is missing): best.pth will be chosen among the epochs "
+              f"trained from now on")
+        return None, None
+    raise CheckpointError(
+        f"{path} holds epoch {have[0]} (step {have[1]}), but {resume_path} records {want} "
+        f"(val {best:.6g}) as the best, and no checkpoint of it is left: best.pth is not the "
+        f"checkpoint chosen on val (a run killed, or a disk that filled, while best.pth was "
+        f"written). Move {path} aside to continue (best.pth is then chosen among the epochs "
+        f"trained from now on), or start a new run")

@@ -54,6 +54,7 @@ class Training:
     step: int = 0
     best: float | None = None
     data_fingerprint: str | None = None  # of the train/val data, stored in every checkpoint
+    best_record: dict | None = None  # {"epoch", "step"} of best.pth (ckpt_lib.verify_best)
 
 
 # ------------------------------------------------------------------------------- run folder
@@ -98,6 +99,10 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
     ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS, where=resume_path)
     ckpt_lib.check_compatible(resumed["config"], config, schedule_keys(config),
                               where=resume_path, what="schedule or data settings")
+    if info.is_main:  # best.pth must be the checkpoint the run records as its best
+        best, record = ckpt_lib.verify_best(out_dir, resumed, resume_path)
+        resumed["val_metrics"] = {**(resumed.get("val_metrics") or {}), "best": best,
+                                  "best_record": record}
     saved_world = resumed.get("world_size")
     if saved_world is not None and saved_world != info.world_size:
         raise ckpt_lib.CheckpointError(
@@ -271,7 +276,8 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
                     labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
                     autocast=lambda: D.autocast_context(device, config["precision"]),
                     resume_path=resume_path, start_epoch=start_epoch, step=step, best=best,
-                    data_fingerprint=data)
+                    data_fingerprint=data, best_record=(resumed.get("val_metrics") or {}).get(
+                        "best_record") if resumed is not None else None)
 
 
 __all__ = ["RESUME_KEYS", "SPLITS", "Training", "build_training", "epoch_length",

@@ -65,7 +65,7 @@ def _run(t: Training) -> dict:
         write_config(config, os.path.join(out_dir, "config.yaml"))
     logger = RunLogger(out_dir, enabled=info.is_main,
                        resume_step=t.step if t.resume_path else None)
-    manager = ckpt_lib.CheckpointManager(out_dir, config["save_every"])
+    manager = ckpt_lib.CheckpointManager(out_dir, config["save_every"], best_record=t.best_record)
     step, best = t.step, t.best
     if info.is_main:
         print(f"training {config['method']} on {info.device} "

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from byov import config_keys
 from byov.atomic import atomic_write
 from byov.errors import ByovError
 
@@ -49,11 +50,8 @@ OPTIONAL_KEYS = ("scaler", "backbone", "world_size", "data_fingerprint")
 REQUIRED_KEYS = ("config", "encoder", "step", "epoch")
 
 # Config keys that define the shapes of the saved weights: a checkpoint only loads into a model
-# built with the same values.
-ARCH_KEYS = ("method", "context_grouping", "backbone", "vision_encoder_path", "hidden_dim", "embedding_size",
-             "decoder_embedding_size", "n_layers", "n_layers_dec", "n_heads", "mlp_ratio",
-             "num_frames", "target", "compat_released_decoder", "topk_ratio", "num_tokens",
-             "input_size", "resnet_stage")
+# built with the same values (classified with every other key in byov/config_keys.py).
+ARCH_KEYS = config_keys.ARCH_KEYS
 
 # Keys that checkpoints written before they existed lack, with the value those runs had.
 _ADDED_LATER = {"method": "byov", "context_grouping": "released"}

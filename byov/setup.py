@@ -21,14 +21,14 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from byov import checkpoint as ckpt_lib
+from byov import config_keys
 from byov import distributed as D
 
 SPLITS = ("train", "val")  # what a training run reads (val: val loss and downstream metrics)
-# Keys that must match on resume beyond the architecture: which parameters the optimizer state
-# belongs to, and everything that shapes the per-step schedules (lr, EMA momentum) and the data
-# each step sees. A resume continues the same run or is refused.
-RESUME_KEYS = ("method", "freeze_base", "batch_size", "steps_per_epoch", "lr", "lr_schedule",
-               "warmup_epochs", "min_lr", "ema_momentum", "seed", "pairing")
+# Keys that must match on resume beyond the architecture: every key that changes what a step
+# computes (the table of all keys is byov/config_keys.py). A resume continues the same run or is
+# refused.
+RESUME_KEYS = config_keys.RESUME_KEYS
 
 
 @dataclass
@@ -60,11 +60,7 @@ class Training:
 # ------------------------------------------------------------------------------- run folder
 def schedule_keys(config: Mapping) -> tuple[str, ...]:
     """RESUME_KEYS, plus `epochs` when the number of steps shapes a schedule (cosine lr, EMA)."""
-    keys = RESUME_KEYS
-    if config["lr_schedule"] == "cosine" or (config["method"] == "byov"
-                                             and config["target"] == "ema"):
-        keys += ("epochs",)
-    return keys
+    return config_keys.resume_keys(config)
 
 
 def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | None]:
@@ -98,7 +94,11 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
             f"and no --resume")
     ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS, where=resume_path)
     ckpt_lib.check_compatible(resumed["config"], config, schedule_keys(config),
-                              where=resume_path, what="schedule or data settings")
+                              where=resume_path,
+                              what="settings that change what a training step computes")
+    if info.is_main:
+        for change in config_keys.changed_on_resume(resumed["config"], config):
+            print(f"resume: {change} (applied from the resumed step on)")
     if info.is_main:  # best.pth must be the checkpoint the run records as its best
         best, record = ckpt_lib.verify_best(out_dir, resumed, resume_path)
         resumed["val_metrics"] = {**(resumed.get("val_metrics") or {}), "best": best,

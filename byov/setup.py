@@ -70,6 +70,10 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
     checkpoint without the optimizer/RNG state a resume needs (a weights-only checkpoint: use
     --init_from), or a fresh run into a folder that holds a run.
     """
+    from byov.protocol import check_training_protocol
+    plan = check_training_protocol(config)  # best.pth choosable, before any work
+    if info.is_main:
+        print(plan)
     out_dir = config["output_dir"]
     resume_path = ckpt_lib.resolve_resume(config["resume"], out_dir)
     if resume_path is not None and config["init_from"]:

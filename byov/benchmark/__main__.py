@@ -115,6 +115,13 @@ def main(argv=None) -> int:
         jobs = make_jobs(grid, make_resolver(cfgmod), caps)
     except cfgmod.ConfigError as e:
         raise GridError(f"{grid.path}: {e}") from e
+    from byov.protocol import ProtocolError, check_training_protocol
+    for job in jobs:  # best.pth must be choosable by every training job, before any runs
+        if job.kind == "train":
+            try:
+                check_training_protocol(job.config)
+            except ProtocolError as e:
+                raise GridError(f"{grid.path}: job {job.name}: {e}") from e
 
     failures = []
     if args.dry_run:

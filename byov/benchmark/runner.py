@@ -281,7 +281,12 @@ def chosen_checkpoint(job: Job) -> str:
         raise JobFailed(f"job {job.name}: {last} holds epoch {epoch} (0-based), short of the "
                         f"{job.epochs} epochs asked; training stopped early, see {job.log}")
     best = os.path.join(folder, "best.pth")
-    return best if job.checkpoint == "best" and os.path.isfile(best) else last
+    if job.checkpoint == "best" and os.path.isfile(best):
+        return best
+    if job.checkpoint == "best":
+        print(f"  {job.name}: no best.pth (no val evaluation chose one); testing last.pth, the "
+              f"final epoch (not chosen on val)")
+    return last
 
 
 def finish(job: Job, python: str = sys.executable, cwd: str | None = None) -> None:

@@ -66,8 +66,12 @@ def _load(path: str) -> dict:
     return data.get("metrics", data) if isinstance(data, dict) else {}
 
 
+def read_marker(job: Job) -> dict | None:
+    from byov.benchmark.runner import read_marker as read
+    return read(job)
+
+
 def _identity(job: Job) -> dict:
-    from byov.benchmark.runner import read_marker
     marker = read_marker(job) or {}
     return {"data": marker.get("data"), "code": marker.get("code")}
 
@@ -103,9 +107,17 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
                 notes.append(f"{title}, {title_}: no value for seed(s) "
                              f"{', '.join(map(str, seeds))} (null in test_metrics.json); the "
                              f"cell is over n={values[column]['n']} of {len(finished)} seeds")
+        used = [os.path.basename((read_marker(j) or {}).get("checkpoint") or "")
+                for j in finished] if kind == "train" else []
+        for name in sorted(set(used)):
+            seeds = [str(j.seed) for j, u in zip(finished, used) if u == name]
+            what = {"best.pth": "best.pth (chosen on val)",
+                    "last.pth": "last.pth (the final epoch, not chosen on val)"}.get(
+                        name, name or "an unrecorded checkpoint")
+            notes.append(f"{title}: seed(s) {', '.join(seeds)} tested with {what}")
         rows.append({"name": title, "kind": "ours" if kind == "train" else "baseline",
                      "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
-                     "values": values, "identity": identities[0],
+                     "values": values, "identity": identities[0], "checkpoints": used,
                      "files": [j.metrics_path for j in finished]})
     for name, values in published.published_rows(key).items():
         rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
@@ -118,8 +130,8 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
     if not published.published_rows(key):
         notes.append(f"no published numbers for dataset '{key}' (BYOV Table 1 covers "
                      f"{', '.join(published.AE2_DATASETS)})")
-    ckpt = ("best.pth (chosen on val), else last.pth" if checkpoint == "best"
-            else "last.pth")
+    ckpt = ("best.pth where the run wrote one, else last.pth (which one per seed: below)"
+            if checkpoint == "best" else "last.pth")
     notes.insert(0, f"test split; mean ± sample std over seeds (n = seeds); F1 and mAP@10 x100; "
                     f"progression R^2 "
                     f"{'with the frame-index feature' if key == 'pour_liquid' else 'plain'}; "

@@ -150,13 +150,19 @@ def main(argv=None) -> dict:
         tasks = parse_tasks(cfg.eval_task)
     except ValueError as e:
         parser.error(str(e))
+    from byov.writable import probe_writable, writing
+    if args.json:  # every output folder is checked before the first embedding or task
+        os.makedirs(probe_writable(os.path.dirname(os.path.abspath(args.json)),
+                                   "the metrics file", "--json"), exist_ok=True)
     if cfg.ckpt or args.baseline:
         directory = args.embed_dir or (
             default_embed_dir(cfg.ckpt) if cfg.ckpt
             else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))
-        embedded = embed_config_to_folder(to_dict(cfg), directory, ("train", cfg.eval_mode),
-                                          ckpt_path=cfg.ckpt or None, weights=cfg.weights,
-                                          baseline=args.baseline, progress=sys.stderr.isatty())
+        with writing(probe_writable(directory, "the embeddings", "--embed_dir"),
+                     "the embeddings", "--embed_dir"):
+            embedded = embed_config_to_folder(
+                to_dict(cfg), directory, ("train", cfg.eval_mode), ckpt_path=cfg.ckpt or None,
+                weights=cfg.weights, baseline=args.baseline, progress=sys.stderr.isatty())
         print(f"{'embedded into' if embedded else 'reusing the embeddings in'} {directory}")
         out_dir = directory
     else:
@@ -164,9 +170,7 @@ def main(argv=None) -> dict:
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"embedding folder {directory} does not exist")
         out_dir = args.embed_dir or directory
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise PermissionError(f"cannot write metrics into {out_dir}; pass --embed_dir DIR")
+    os.makedirs(probe_writable(out_dir, "the metrics", "--embed_dir"), exist_ok=True)
     train, evl, sources = load_splits(cfg, args, directory)
     time_feature = headline_uses_time_feature(cfg.dataset, cfg.progression_time_feature)
     metrics = evaluate_embeddings(train, evl, tasks, time_feature=time_feature,
@@ -182,11 +186,13 @@ def main(argv=None) -> dict:
             "progression_time_feature": cfg.progression_time_feature,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     print(format_table(metrics, cfg.dataset))
-    json_path, md_path = write_metrics(out_dir, metrics, meta)
+    with writing(out_dir, "the metrics", "--embed_dir"):
+        json_path, md_path = write_metrics(out_dir, metrics, meta)
     print(f"\nwrote {json_path} and {md_path}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(to_json(metrics))
+        with writing(os.path.dirname(os.path.abspath(args.json)), "the metrics file", "--json"):
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(to_json(metrics))
         print(f"wrote {args.json}")
     return metrics
 

@@ -40,6 +40,7 @@ import torch.nn as nn
 from byov import config_keys
 from byov.atomic import atomic_write
 from byov.errors import ByovError
+from byov.writable import CannotWriteError
 
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
@@ -62,6 +63,11 @@ _DEPTH_FLAGS = {"encoder": "n_layers", "target": "n_layers", "decoder": "n_layer
 
 class CheckpointError(ByovError):
     """A checkpoint that is missing, unreadable or does not fit the model; says path and fix."""
+
+
+class CheckpointWriteError(CheckpointError, CannotWriteError):
+    """A checkpoint that could not be written (full disk, read-only folder): also the one
+    "cannot write here" error of byov.writable."""
 
 
 # ------------------------------------------------------------------------------------ plain data
@@ -166,9 +172,12 @@ def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
     try:
         atomic_write(path, write, fsync=True)
     except Exception as exc:
-        raise CheckpointError(f"could not write checkpoint {path} ({type(exc).__name__}: "
-                              f"{exc}); any previous file there is unchanged. Check free disk "
-                              f"space and write permission.") from exc
+        err = CheckpointWriteError(f"could not write checkpoint {path} ({type(exc).__name__}: "
+                                   f"{exc}); any previous file there is unchanged. Check free "
+                                   f"disk space and write permission, or pass --output_dir DIR "
+                                   f"in a writable folder with room.")
+        err.errno, err.filename = getattr(exc, "errno", None), path
+        raise err from exc
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 

@@ -47,11 +47,13 @@ def run(config: dict) -> dict:
     """Train as `config` says; returns the last epoch's summary (train/val loss, val metrics)."""
     info = D.init_distributed(config["device"])
     try:
+        from byov.writable import probe_writable, writing
+        out = (config["output_dir"], "the run folder", "--output_dir")
         lock = contextlib.nullcontext()
         if info.is_main:  # one run per folder; the lock dies with the process
             from byov.runlock import RunLock
-            lock = RunLock(config["output_dir"])
-        with lock:
+            lock = RunLock(probe_writable(*out))  # a folder we cannot write fails before work
+        with lock, writing(*out):  # a full disk later (eval/epoch_XXXX/, logs): same error
             return _run(build_training(config, info))
     finally:
         D.cleanup()

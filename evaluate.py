@@ -20,7 +20,7 @@ import datetime
 import os
 import sys
 
-from byov.embedding import BASELINES
+from byov.eval.baselines import BASELINES  # not byov.embedding: --embeddings needs no torch
 from utils.config import build_parser, load_config, to_dict
 
 
@@ -142,7 +142,6 @@ def main(argv=None) -> dict:
     if cfg.ckpt:
         cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
     from byov.eval import evaluate_embeddings, parse_tasks
-    from byov.embedding import embed_config_to_folder
     from byov.eval.progression import headline_uses_time_feature
     from byov.eval.report import format_table, to_json, write_metrics
 
@@ -155,6 +154,7 @@ def main(argv=None) -> dict:
         os.makedirs(probe_writable(os.path.dirname(os.path.abspath(args.json)),
                                    "the metrics file", "--json"), exist_ok=True)
     if cfg.ckpt or args.baseline:
+        from byov.embedding import embed_config_to_folder  # torch: only to embed
         directory = args.embed_dir or (
             default_embed_dir(cfg.ckpt) if cfg.ckpt
             else os.path.join(cfg.output_dir, "eval", f"baseline_{args.baseline}"))

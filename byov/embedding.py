@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from byov.atomic import atomic_write_json
+from byov.eval.baselines import BASELINES  # the one list, where evaluate.py reads it torch-free
 from byov.eval.io import SplitData
 
 EMBED_INFO = "embed_info.json"
@@ -96,7 +97,6 @@ def embed_to_folder(out_dir: str, splits: Sequence[str], key: dict,
     return True
 
 
-BASELINES = ("time", "frozen", "random_init")
 # Config keys that decide what an embedding is, besides the checkpoint and the data.
 _EMBED_KEYS = ("method", "backbone", "vision_encoder_path", "input_size", "resnet_stage",
                "topk_ratio", "num_tokens", "features", "feature_dtype", "frame_stride",

@@ -103,7 +103,7 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
     if info.is_main:
         for change in config_keys.changed_on_resume(resumed["config"], config):
             print(f"resume: {change} (applied from the resumed step on)")
-    if info.is_main:  # best.pth must be the checkpoint the run records as its best
+        # best.pth must be the checkpoint the run records as its best
         best, record = ckpt_lib.verify_best(out_dir, resumed, resume_path)
         resumed["val_metrics"] = {**(resumed.get("val_metrics") or {}), "best": best,
                                   "best_record": record}

@@ -159,3 +159,21 @@ def test_repaired_video_makes_its_feature_cache_entry_stale(big_video, memo, tmp
     assert entry_state(cache_dir, "tokens", video, shape, dtype, stale="todo") == "todo"
     with pytest.raises(fp_mod.DataError, match="changed since its tokens features"):
         entry_state(cache_dir, "tokens", video, shape, dtype)
+
+
+def _fingerprint_in_child(path):
+    from byov.data.fingerprint import file_fingerprint as fingerprint
+    return fingerprint(path)
+
+
+def test_concurrent_processes_share_one_memo_entry(tmp_path, memo):
+    import multiprocessing
+
+    path = tmp_path / "v.bin"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 3 << 20, dtype=np.uint8)
+                     .tobytes())
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        values = pool.map(_fingerprint_in_child, [str(path)] * 8)
+    assert len(set(values)) == 1 and values[0] == file_fingerprint(str(path))
+    files = [f for _, _, fs in os.walk(memo) for f in fs]
+    assert len(files) == 1 and files[0].endswith(".json")  # no temp file left behind

@@ -22,7 +22,7 @@ import datetime
 import os
 import sys
 
-from byov.downstream.pipeline import BASELINES
+from byov.eval.baselines import BASELINES  # torch-free: --embeddings needs no torch
 from utils.config import build_parser, load_config, to_dict
 
 
@@ -154,11 +154,15 @@ def main(argv=None) -> dict:
         cfg, args, ckfile = checkpoint_config(argv, parser, cfg.ckpt)
     from byov.eval.tables import format_table, to_json, write_metrics
     from byov.spec import downstream_spec, eval_spec
+    from byov.writable import probe_writable, writing
 
     try:
         spec = eval_spec(to_dict(cfg))
     except ValueError as e:
         parser.error(str(e))
+    if args.json:  # every output folder is checked before the first embedding or task
+        os.makedirs(probe_writable(os.path.dirname(os.path.abspath(args.json)),
+                                   "the metrics file", "--json"), exist_ok=True)
     meta = {"dataset": cfg.dataset, "eval_split": cfg.eval_mode, "tasks": ",".join(spec.tasks),
             "checkpoint": cfg.ckpt or None, "weights": cfg.weights if cfg.ckpt else None,
             "method": cfg.method if (cfg.ckpt or args.baseline == "random_init") else None,
@@ -174,8 +178,11 @@ def main(argv=None) -> dict:
         meta.update(embeddings=os.path.abspath(directory),
                     files=f"train_*, {cfg.eval_mode}_*",
                     metadata=f"{directory}/{{train,{cfg.eval_mode}}}_videos.json")
-        result = evaluate_model(downstream_spec(to_dict(cfg)), directory, checkpoint=ckfile,
-                                baseline=args.baseline, meta=meta, progress=sys.stderr.isatty())
+        with writing(probe_writable(directory, "the embeddings", "--embed_dir"),
+                     "the embeddings", "--embed_dir"):
+            result = evaluate_model(downstream_spec(to_dict(cfg)), directory,
+                                    checkpoint=ckfile, baseline=args.baseline, meta=meta,
+                                    progress=sys.stderr.isatty())
         print(f"{'embedded into' if result.embedded else 'reusing the embeddings in'} "
               f"{directory}")
         metrics, out_dir = result.metrics, directory
@@ -186,22 +193,22 @@ def main(argv=None) -> dict:
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"embedding folder {directory} does not exist")
         out_dir = args.embed_dir or directory
-        os.makedirs(out_dir, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise PermissionError(f"cannot write metrics into {out_dir}; pass --embed_dir DIR")
+        os.makedirs(probe_writable(out_dir, "the metrics", "--embed_dir"), exist_ok=True)
         train, evl, sources = load_splits(cfg, args, directory)
         metrics = score(train, evl, spec, progress=sys.stderr.isatty())
         meta.update(embeddings=os.path.abspath(directory),
                     files=("train_*, val_* (val_* = test split)" if args.val_files_are_test
                            else f"train_*, {cfg.eval_mode}_*"),
                     metadata="; ".join(sources))
-        write_metrics(out_dir, metrics, meta)
+        with writing(out_dir, "the metrics", "--embed_dir"):
+            write_metrics(out_dir, metrics, meta)
     print(format_table(metrics, cfg.dataset))
     print(f"\nwrote {os.path.join(out_dir, 'metrics.json')} and "
           f"{os.path.join(out_dir, 'metrics.md')}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(to_json(metrics))
+        with writing(os.path.dirname(os.path.abspath(args.json)), "the metrics file", "--json"):
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(to_json(metrics))
         print(f"wrote {args.json}")
     return metrics
 

@@ -38,8 +38,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from byov.spec import keys as config_keys
 from byov.atomic import atomic_write
 from byov.errors import ByovError
+from byov.writable import CannotWriteError
 
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = ("format_version", "config", "encoder", "decoder", "target", "optimizer", "step",
@@ -50,11 +52,8 @@ OPTIONAL_KEYS = ("scaler", "backbone", "world_size", "data_fingerprint")
 REQUIRED_KEYS = ("config", "encoder", "step", "epoch")
 
 # Config keys that define the shapes of the saved weights: a checkpoint only loads into a model
-# built with the same values.
-ARCH_KEYS = ("method", "context_grouping", "backbone", "vision_encoder_path", "hidden_dim", "embedding_size",
-             "decoder_embedding_size", "n_layers", "n_layers_dec", "n_heads", "mlp_ratio",
-             "num_frames", "target", "compat_released_decoder", "topk_ratio", "num_tokens",
-             "input_size", "resnet_stage")
+# built with the same values (classified with every other key in byov/spec/keys.py).
+ARCH_KEYS = config_keys.ARCH_KEYS
 
 # Keys that checkpoints written before they existed lack, with the value those runs had.
 _ADDED_LATER = {"method": "byov", "context_grouping": "released"}
@@ -65,6 +64,11 @@ _DEPTH_FLAGS = {"encoder": "n_layers", "target": "n_layers", "decoder": "n_layer
 
 class CheckpointError(ByovError):
     """A checkpoint that is missing, unreadable or does not fit the model; says path and fix."""
+
+
+class CheckpointWriteError(CheckpointError, CannotWriteError):
+    """A checkpoint that could not be written (full disk, read-only folder): also the one
+    "cannot write here" error of byov.writable."""
 
 
 # ------------------------------------------------------------------------------------ plain data
@@ -169,9 +173,12 @@ def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
     try:
         atomic_write(path, write, fsync=True)
     except Exception as exc:
-        raise CheckpointError(f"could not write checkpoint {path} ({type(exc).__name__}: "
-                              f"{exc}); any previous file there is unchanged. Check free disk "
-                              f"space and write permission.") from exc
+        err = CheckpointWriteError(f"could not write checkpoint {path} ({type(exc).__name__}: "
+                                   f"{exc}); any previous file there is unchanged. Check free "
+                                   f"disk space and write permission, or pass --output_dir DIR "
+                                   f"in a writable folder with room.")
+        err.errno, err.filename = getattr(exc, "errno", None), path
+        raise err from exc
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -385,15 +392,23 @@ class CheckpointManager:
 
     save_every 0 writes no epoch files. keep_all=False keeps only the newest epoch file.
     Only the main rank should own one.
+
+    Every checkpoint written records which checkpoint best.pth must be:
+    `val_metrics["best_record"] = {"epoch", "step"}` of the epoch chosen on val (None before
+    the first). `verify_best` checks best.pth against it on resume, so a kill or a full disk
+    between writing last.pth and best.pth is repaired or refused, never carried on silently.
+    `best_record`: the record of the resumed checkpoint (`verify_best`'s result), None when fresh.
     """
 
-    def __init__(self, output_dir: str, save_every: int, keep_all: bool = True):
+    def __init__(self, output_dir: str, save_every: int, keep_all: bool = True,
+                 best_record: dict | None = None):
         if not isinstance(save_every, int) or save_every < 0:
             raise ValueError(f"save_every must be an int >= 0 (0 = no epoch_XXXX.pth files), got "
                              f"{save_every!r}")
         self.dir = os.path.join(output_dir, "checkpoints")
         self.save_every = save_every
         self.keep_all = keep_all
+        self.best_record = dict(best_record) if best_record else None
 
     @property
     def last_path(self) -> str:
@@ -408,6 +423,11 @@ class CheckpointManager:
 
     def save(self, state: dict, epoch: int, is_best: bool = False) -> list[str]:
         """Write last.pth, plus epoch_XXXX.pth / best.pth when due; returns the paths written."""
+        if is_best:
+            self.best_record = {"epoch": int(epoch), "step": int(state.get("step", -1))}
+        if isinstance(state.get("val_metrics"), dict):
+            state = {**state, "val_metrics": {**state["val_metrics"],
+                                              "best_record": self.best_record}}
         save_checkpoint(self.last_path, state)
         written = [self.last_path]
         targets = []
@@ -426,3 +446,74 @@ class CheckpointManager:
                 if re.fullmatch(r"epoch_\d{4,}\.pth", name) and path != self.epoch_path(epoch):
                     os.remove(path)
         return written
+
+
+def _epoch_step(path: str) -> tuple[int, int] | None:
+    """(epoch, step) of a readable checkpoint, None for a missing or unreadable one."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError:
+        return None
+    return int(state["epoch"]), int(state["step"])
+
+
+def verify_best(output_dir: str, resumed: dict, resume_path: str) -> tuple[float | None,
+                                                                            dict | None]:
+    """Check, on resume, that `<output_dir>/checkpoints/best.pth` is the checkpoint the resumed
+    run records as its best; returns (best value, best record) to continue with.
+
+    The record is `val_metrics["best_record"]` ({"epoch", "step"}, written by CheckpointManager;
+    absent in checkpoints of older byov versions, for which best.pth's own recorded best value
+    must equal the run's). A best.pth that is missing or holds another checkpoint is rebuilt
+    from the checkpoint of the recorded epoch and step when one is left (the resumed file
+    itself: a kill or a full disk after last.pth was written, or epoch_XXXX.pth); otherwise:
+    - best.pth missing: the run continues with no best so far (printed), so best.pth is chosen
+      among the epochs trained from now on;
+    - best.pth of another epoch: CheckpointError naming both epochs and the fix.
+    """
+    metrics = resumed.get("val_metrics") or {}
+    best, record = metrics.get("best"), metrics.get("best_record")
+    manager = CheckpointManager(output_dir, 0)
+    path = manager.best_path
+    if best is None:
+        return None, None
+    have = _epoch_step(path)
+    if record is None:  # written before best_record existed: compare the recorded values
+        try:
+            found = load_checkpoint(path) if os.path.isfile(path) else None
+        except CheckpointError:
+            found = None
+        if found is not None and (found.get("val_metrics") or {}).get("best") == best:
+            return best, {"epoch": int(found["epoch"]), "step": int(found["step"])}
+        want = "the epoch whose val value is the run's best"
+    else:
+        want_pair = (int(record["epoch"]), int(record["step"]))
+        if have == want_pair:
+            return best, record
+        want = f"epoch {want_pair[0]} (step {want_pair[1]})"
+        source_dir = os.path.dirname(os.path.abspath(resume_path))
+        candidates = [resume_path, os.path.join(source_dir, "best.pth"),
+                      os.path.join(source_dir, f"epoch_{want_pair[0]:04d}.pth"),
+                      manager.epoch_path(want_pair[0])]
+        for candidate in candidates:
+            if os.path.abspath(candidate) != os.path.abspath(path) \
+                    and _epoch_step(candidate) == want_pair:
+                with open(candidate, "rb") as src:
+                    _atomic_write(path, lambda f: shutil.copyfileobj(src, f))
+                print(f"{path} was not the run's best checkpoint ({want}; found "
+                      f"{'none' if have is None else f'epoch {have[0]}'}): rebuilt it from "
+                      f"{candidate}")
+                return best, record
+    if have is None:
+        print(f"{resume_path} records {want} (val {best:.6g}) as the best, but no checkpoint "
+              f"of it is left ({path} is missing): best.pth will be chosen among the epochs "
+              f"trained from now on")
+        return None, None
+    raise CheckpointError(
+        f"{path} holds epoch {have[0]} (step {have[1]}), but {resume_path} records {want} "
+        f"(val {best:.6g}) as the best, and no checkpoint of it is left: best.pth is not the "
+        f"checkpoint chosen on val (a run killed, or a disk that filled, while best.pth was "
+        f"written). Move {path} aside to continue (best.pth is then chosen among the epochs "
+        f"trained from now on), or start a new run")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train BYOV with configs/<name>.yaml, then evaluate the best (else last) checkpoint on test.
+# Train BYOV with configs/<name>.yaml, then evaluate best.pth (chosen on val; else last.pth, said)
+# on test.
 #   bash scripts/run.sh break_eggs [--key value ...]     (extra flags go to train.py)
 #   NPROC=4 bash scripts/run.sh pour_milk                 (multi-GPU with torchrun)
 #   bash scripts/run.sh demo                              (synthetic data, CPU-sized; also
@@ -35,10 +36,14 @@ if [ "${NPROC:-1}" -gt 1 ]; then
 else
   python train.py --config "configs/$name.yaml" "$@"
 fi
-# test once, with the checkpoint chosen on val (best.pth, by --best_metric); last.pth when no
-# downstream evaluation ran during training
+# test once, with the checkpoint chosen on val (best.pth, by --best_metric) when the run wrote
+# one; otherwise with last.pth, and say so (train.py refuses an --eval_task that cannot compute
+# --best_metric, so this only happens with --ds_every_n_epoch 0 or no defined val value)
 ckpt=$out/checkpoints/best.pth
-[ -f "$ckpt" ] || ckpt=$out/checkpoints/last.pth
+if [ ! -f "$ckpt" ]; then
+  ckpt=$out/checkpoints/last.pth
+  echo "run.sh: no best.pth (no val evaluation chose one): testing last.pth, the final epoch, not chosen on val" >&2
+fi
 stem=$(basename "$ckpt" .pth)
 python evaluate.py --config "configs/$name.yaml" "${eval_flags[@]}" --ckpt "$ckpt" \
   --json "$out/eval/$stem/metrics_test.json"

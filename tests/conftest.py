@@ -4,6 +4,11 @@ import sys
 # Tests never reach a model hub: a missing model must fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The content-hash memo (byov.data.hash_memo) of a test session lives in a temp folder, never in
+# the user's ~/.cache.
+if "BYOV_HASH_MEMO" not in os.environ:
+    import tempfile
+    os.environ["BYOV_HASH_MEMO"] = tempfile.mkdtemp(prefix="byov_hash_memo_")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")  # parity fixtures, see its README.md

@@ -9,7 +9,7 @@ from conftest import ROOT
 BYOV = os.path.join(ROOT, "byov")
 # Modules allowed to read config keys by name: the spec layer, the run assembly (which stores the
 # whole config in checkpoints and compares it on resume) and the command-line front ends.
-CONFIG_READERS = ("byov/spec.py", "byov/training/assembly.py", "byov/cli/")
+CONFIG_READERS = ("byov/spec/", "byov/training/assembly.py", "byov/cli/")
 # a key read by name: config["lr"], cfg['lr'], config.get("lr"), ...
 KEY_READ = re.compile(r"\b(?:config|cfg|conf|settings)\s*(?:\[\s*['\"]|\.get\(\s*['\"])")
 ENTRY_MODULES = ("train", "evaluate", "utils")

@@ -56,10 +56,12 @@ def test_a_fresh_run_never_appends_to_a_dead_runs_log(args, tmp_path):
     assert len(aside) == 1 and "9.0" in (run / aside[0]).read_text()  # kept, not deleted
 
 
-@pytest.mark.parametrize("key, value", [("batch_size", 2), ("lr", 0.01), ("seed", 3)])
+@pytest.mark.parametrize("key, value", [("batch_size", 2), ("lr", 0.01), ("seed", 3),
+                                        ("wd", 0.1), ("mask_ratio", 0.25), ("grad_clip", 0.5)])
 def test_resume_with_a_changed_schedule_or_data_key_is_refused(args, tmp_path, key, value):
     train_in_process(args("run"))
-    with pytest.raises(CheckpointError, match=rf"different schedule or data settings:\n  "
+    with pytest.raises(CheckpointError, match=rf"different settings that change what a training "
+                                              rf"step computes:\n  "
                                               rf"{key}: checkpoint"):
         train_in_process(args("run", epochs=2, resume="auto", **{key: value}))
     assert len(epoch_summaries(read_log(str(tmp_path / "run")))) == 1

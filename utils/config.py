@@ -5,7 +5,9 @@ Every setting is a flat field of `Config`, spelled as the released BYOV flag (`-
 
     defaults below  <  configs/<name>.yaml (passed as --config)  <  --key value on the command line
 
-Unknown keys and values of the wrong type are errors that name the key. Booleans are real flags:
+Unknown keys and values of the wrong type are errors that name the key; a key's type is its
+annotation (`grad_clip: float = 1` takes 0.5). A yaml file giving a key twice is refused (both
+lines named). A leading `~` in a path key is expanded, and said so. Booleans are real flags:
 `--freeze_base` / `--no-freeze_base`. The resolved config is written to `<output_dir>/config.yaml`
 and stored in every checkpoint.
 
@@ -21,6 +23,7 @@ import dataclasses
 import math
 import os
 import sys
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
@@ -237,7 +240,22 @@ class ConfigError(ValueError):
 
 
 KEYS = tuple(f.name for f in fields(Config))
-_TYPES = {f.name: type(f.default) for f in fields(Config)}
+
+
+def field_types(cls: type = Config) -> dict[str, type]:
+    """{key: type} from the fields' annotations (not their default values, so a float key whose
+    default is written `1` still takes 0.5)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        kind = hints[f.name]
+        if kind not in (bool, int, float, str):
+            raise TypeError(f"Config.{f.name}: annotation {kind!r}; use bool, int, float or str")
+        out[f.name] = kind
+    return out
+
+
+_TYPES = field_types(Config)
 _FIELDS = {f.name: f for f in fields(Config)}
 
 
@@ -334,8 +352,12 @@ def load_yaml(path: str, base: Config | None = None) -> Config:
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist. Valid names: "
                           f"{', '.join(available_configs())} (under configs/)")
-    with open(path) as f:
-        values = yaml.safe_load(f) or {}
+    from byov.yaml_strict import DuplicateKeyError, load
+
+    try:
+        values = load(path) or {}
+    except DuplicateKeyError as e:
+        raise ConfigError(str(e)) from e
     return from_dict(values, source=path, base=base)
 
 
@@ -491,7 +513,21 @@ def load_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPars
         cfg = load_yaml(args.config, base=cfg)
     cli = {k: v for k, v in vars(args).items() if k in KEYS}
     cfg = from_dict(cli, source="command line", base=cfg)
-    return validate(cfg), args
+    return validate(expand_paths(cfg)), args
+
+
+def expand_paths(cfg: Config) -> Config:
+    """A leading `~` in a path key (yaml or command line) expanded to the home folder, printed
+    (to stderr) once per key; an unexpandable one is a ConfigError."""
+    from byov.spec.keys import expand_user_paths
+
+    try:
+        values, notes = expand_user_paths(to_dict(cfg))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    for note in notes:
+        print(f"expanded ~ in {note}", file=sys.stderr)
+    return dataclasses.replace(cfg, **values) if notes else cfg
 
 
 def dump_config(cfg: Config, path: str) -> None:

@@ -84,6 +84,9 @@ def run_one(args) -> int:
         print(f"{job.name}: {what}")
         return 0 if state == "done" else 1
     if args.phase == "prepare":
+        state, what = runner.job_state(job)
+        if state == "redo":
+            runner.set_aside(job, what)
         runner.check_run_config(job)
         runner.prepare(job)
     elif args.phase == "train-args":
@@ -124,6 +127,14 @@ def main(argv=None) -> int:
     except cfgmod.ConfigError as e:
         raise GridError(f"{grid.path}: {e}") from e
     fit_to_entry_points(jobs, cfgmod)
+    from byov.spec import eval_spec
+    from byov.spec.protocol import ProtocolError, check_training_protocol
+    for job in jobs:  # best.pth must be choosable by every training job, before any runs
+        if job.kind == "train":
+            try:
+                check_training_protocol(eval_spec(job.config))
+            except ProtocolError as e:
+                raise GridError(f"{grid.path}: job {job.name}: {e}") from e
 
     failures = []
     if args.dry_run:

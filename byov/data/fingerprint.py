@@ -1,15 +1,15 @@
 """Content fingerprints of videos and datasets, for cache keys that survive `cp -r` but not edits.
 
-Modification times are not used anywhere: a copy (`cp -r`, a new machine, a new absolute path)
-gets new mtimes but the same bytes, and a re-encoded video can keep its size and its frame count.
-A fingerprint therefore hashes content, cheaply enough to run over every AE2 video at start-up:
+A copy (`cp -r`, a new machine, a new absolute path) gets new mtimes but the same bytes, and a
+re-encoded or repaired video can keep its size and its frame count. A fingerprint therefore
+hashes the whole content:
 
-- `file_fingerprint(path)`: the size plus a BLAKE2b hash of three fixed 64 KiB blocks (start,
-  middle, end); a file of at most three blocks is hashed whole. An mp4 re-encoded or edited in
-  place changes its header (start), its `moov` index (start or end) and its size, so this is a
-  content check at ~192 KiB read per video. It does not prove that two large files are byte-equal
-  (a same-size edit confined to the unread gaps keeps the fingerprint); it detects every edit a
-  tool that rewrites a video makes.
+- `file_fingerprint(path)`: the size plus a BLAKE2b hash of every byte, streamed in 1 MiB blocks.
+  It is computed once per file version and remembered in a persistent memo
+  (`byov.data.hash_memo`) keyed by real path, inode, size, mtime and ctime, so later runs read
+  nothing; any of those changing (an edit in place, a replaced file, a copy) hashes it again.
+  Two files have the same fingerprint iff they have the same bytes (up to BLAKE2b collisions),
+  so a same-size edit anywhere in the file changes it and a copy keeps it.
 - `data_fingerprint(dataset_root, dataset, splits)`: label.pickle (whole content), the split
   lists (csv bytes, or the folder listing) and each listed video's file fingerprint, keyed by
   paths relative to the dataset folder, so it identifies the data a run used.
@@ -20,50 +20,61 @@ import hashlib
 import os
 from typing import Iterable, Sequence
 
+from byov.data.hash_memo import memoized
 from byov.data.layout import (LABEL_FILE, VIEWS, DataError, Video, dataset_path, detect_layout,
                               list_videos)
 
-BLOCK = 64 * 1024  # bytes read at each of the three positions
+BLOCK = 1 << 20  # bytes read at a time while hashing
 DIGEST_SIZE = 16  # bytes of BLAKE2b output (128 bits)
 
 
-def file_fingerprint(path: str) -> str:
-    """'<size>:<blake2b hex>' of the file at `path`: its size and three 64 KiB blocks.
+def _stream(f, h) -> None:
+    for block in iter(lambda: f.read(BLOCK), b""):
+        h.update(block)
 
-    The blocks start at 0, at (size - 64 KiB) // 2 and at size - 64 KiB; a file of at most
-    3 x 64 KiB is hashed whole. Independent of the path, the mtime and the permissions.
+
+def _fingerprint_of(f) -> str:
+    size = os.fstat(f.fileno()).st_size
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h.update(size.to_bytes(8, "little"))
+    _stream(f, h)
+    return f"{size}:{h.hexdigest()}"
+
+
+def _hash_of(f) -> str:
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    _stream(f, h)
+    return h.hexdigest()
+
+
+def file_fingerprint(path: str) -> str:
+    """'<size>:<blake2b hex>' of the file at `path`: its size and a hash of all its bytes.
+
+    Independent of the path, the mtime and the permissions. Computed once per file version and
+    remembered (`byov.data.hash_memo`, keyed by real path, inode, size, mtime and ctime).
 
     Raises:
         DataError: the file does not exist or cannot be read.
     """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            h = hashlib.blake2b(digest_size=DIGEST_SIZE)
-            h.update(size.to_bytes(8, "little"))
-            if size <= 3 * BLOCK:
-                h.update(f.read())
-            else:
-                for offset in (0, (size - BLOCK) // 2, size - BLOCK):
-                    f.seek(offset)
-                    h.update(f.read(BLOCK))
+        return memoized(path, "file_fingerprint", _fingerprint_of)
     except OSError as e:
         raise DataError(f"cannot read {path} to fingerprint it ({e.strerror or e}); check that "
                         f"the file exists and is readable") from e
-    return f"{size}:{h.hexdigest()}"
 
 
 def content_hash(path: str) -> str:
-    """BLAKE2b hex digest of the whole file at `path` (for small files such as label.pickle)."""
-    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    """BLAKE2b hex digest of the whole file at `path` (label.pickle, split lists), memoized as
+    `file_fingerprint` is.
+
+    Raises:
+        DataError: the file does not exist or cannot be read.
+    """
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return memoized(path, "content_hash", _hash_of)
     except OSError as e:
         raise DataError(f"cannot read {path} to fingerprint it ({e.strerror or e}); check that "
                         f"the file exists and is readable") from e
-    return h.hexdigest()
 
 
 def _relative(path: str, data_path: str) -> str:

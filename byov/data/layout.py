@@ -140,11 +140,38 @@ def detect_layout(data_path: str, dataset: str) -> str:
                     f"or\n{expected_tree(dataset, 'folders')}")
 
 
+def check_video_path(path: str) -> str:
+    """`path`, checked to be one OpenCV can be handed: valid UTF-8 text.
+
+    A file name that is not valid UTF-8 (a zip made on Windows and unpacked on Linux keeps its
+    cp437 bytes; Python lists them as surrogate escapes) makes OpenCV's path conversion crash
+    the process (SIGSEGV, no message). Every path goes through here before OpenCV sees it.
+
+    Raises:
+        DataError: naming the path (its repr, so the bad byte shows) and the fix (rename).
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = os.fsencode(path)[e.start:e.start + 1] if e.start < len(path) else b""
+        raise DataError(
+            f"video path {path!r} is not valid UTF-8 (byte {bad!r} at character {e.start}; a zip "
+            f"made on Windows and unpacked here keeps such cp437 bytes), and OpenCV cannot open "
+            f"it. Rename the file (or folder) to a UTF-8 name, e.g. with "
+            f"`convmv -f cp437 -t utf-8 --notest -r DIR`, and its label.pickle key to match"
+        ) from None
+    return path
+
+
 def frame_count(path: str) -> int:
-    """L = int(cv2 CAP_PROP_FRAME_COUNT) of the video at `path` (metadata, as released §2.6)."""
+    """L = int(cv2 CAP_PROP_FRAME_COUNT) of the video at `path` (metadata, as released §2.6).
+
+    Raises:
+        DataError: a missing, unreadable or empty video, or a path that is not valid UTF-8
+            (`check_video_path`)."""
     if not os.path.isfile(path):
         raise DataError(f"video {path} does not exist")
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(check_video_path(path))
     try:
         if not cap.isOpened():
             raise DataError(f"cannot open video {path}: the file is unreadable or not a video; "
@@ -295,6 +322,8 @@ def list_videos(dataset_root: str, dataset: str, split: str) -> list[Video]:
     for view in VIEWS:
         found = (_csv_paths if layout == "csv" else _folder_paths)(data_path, view, split)
         paths.update(os.path.abspath(p) for p in found)
+    for path in sorted(paths):  # every path is checked before any is opened
+        check_video_path(path)
     videos = []
     for path in sorted(paths):
         videos.append(Video(path=path, name=video_name(path),

@@ -6,7 +6,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from byov.data.layout import DataError, frame_count
+from byov.data.layout import DataError, check_video_path, frame_count
 
 __all__ = ["frame_count", "iter_frames", "decode_frames"]
 
@@ -16,7 +16,7 @@ def iter_frames(path: str, size: int = 256) -> Iterator[np.ndarray]:
 
     Each frame is squashed to size x size with INTER_AREA (aspect ratio not kept), as released.
     """
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(check_video_path(path))
     try:
         if not cap.isOpened():
             raise DataError(f"cannot open video {path}: the file is unreadable or not a video; "

@@ -15,9 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from byov.eval.baselines import BASELINES
 from byov.eval.io import SplitData
-
-BASELINES = ("time", "frozen", "random_init")
 
 VAL_SCORE_KEYS = (("classification_f1", "regular"), ("classification_f1", "ego2exo"),
                   ("classification_f1", "exo2ego"), ("retrieval_map10", "regular"),

@@ -12,6 +12,10 @@ import numpy as np
 
 from byov.eval.io import EvalInputError, SplitData
 
+# the trivial baselines `evaluate.py --baseline` runs (embedded by byov.embedding); defined here,
+# where nothing imports torch, so evaluate.py's argument parser does not pay for it
+BASELINES = ("time", "frozen", "random_init")
+
 
 def time_embeddings(videos: Sequence[dict]) -> np.ndarray:
     """(N, 1) float64 relative time: row t of a video of L frames is t / L, t = 0..L-1.

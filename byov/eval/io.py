@@ -31,7 +31,8 @@ class SplitData:
         embeds: (N, D) float array, the rows of all videos concatenated in `videos` order.
         labels: (N,) int64 phase ids in 0..K-1, or -1 for background frames.
         videos: one dict per video, in row order: {"name": str, "view": "ego"|"exo",
-            "num_frames": int}; the num_frames sum to N.
+            "num_frames": int}; the num_frames sum to N. A video is identified by (view, name):
+            an ego and an exo video may share a name (they share label.pickle's entry).
         split: the split's name, used in error messages only.
     """
 
@@ -97,10 +98,14 @@ class SplitData:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise EvalInputError(f"{name}: video {v['name']!r} has num_frames {n!r}; it must "
                                      f"be a positive integer")
-            if v["name"] in seen:
-                raise EvalInputError(f"{name}: video name {v['name']!r} appears twice; names "
-                                     f"must be unique (labels are keyed by name)")
-            seen.add(v["name"])
+            # a video is (view, name): an ego and an exo video may share a file name, as the
+            # data layer accepts (byov.data.validate); the same video twice is an error
+            key = (v["view"], v["name"])
+            if key in seen:
+                raise EvalInputError(f"{name}: the {v['view']} video {v['name']!r} appears twice; "
+                                     f"each (view, name) must be listed once (the embeddings, "
+                                     f"labels and video list must come from one split)")
+            seen.add(key)
         total = int(self.lengths.sum())
         if not len(x) == len(y) == total:
             raise EvalInputError(

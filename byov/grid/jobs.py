@@ -29,8 +29,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import yaml
-
 from byov.errors import ByovError
 from byov.spec import data_spec, feature_spec, schedule_spec
 
@@ -179,8 +177,8 @@ def load_grid(path: str, repo_root: str | None = None, cwd: str | None = None) -
     """Read and check a grid file. Raises GridError naming the key, FileNotFoundError."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"grid file {path} does not exist (examples: configs/grid/)")
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
+    from byov.yaml_strict import load
+    raw = load(path) or {}  # a key given twice (two overrides: blocks) is refused
     if not isinstance(raw, dict):
         raise GridError(f"{path}: expected a mapping (methods:, datasets:, seeds:, ...)")
     unknown = sorted(set(raw) - set(GRID_KEYS))
@@ -193,6 +191,7 @@ def load_grid(path: str, repo_root: str | None = None, cwd: str | None = None) -
     for name in _names(raw.get("datasets"), f"{path}: datasets"):
         name = str(name)
         if name.endswith((".yaml", ".yml")):
+            name = os.path.expanduser(name)
             cfg = name if os.path.isabs(name) else os.path.join(here, name)
             label = os.path.splitext(os.path.basename(name))[0]
         else:
@@ -256,6 +255,13 @@ def load_grid(path: str, repo_root: str | None = None, cwd: str | None = None) -
         raise GridError(f"{path}: slurm must be a mapping with keys among "
                         f"{', '.join(SLURM_KEYS)}; got {slurm!r}")
     root = str(raw.get("output_root", "runs/bench"))
+    if root.startswith("~"):
+        expanded = os.path.expanduser(root)
+        if expanded.startswith("~"):
+            raise GridError(f"{path}: output_root {root!r}: cannot expand '~' (unknown user or "
+                            f"no home folder); write the full path")
+        print(f"expanded ~ in output_root: {root} -> {expanded}")
+        root = expanded
     root = root if os.path.isabs(root) else os.path.join(cwd or os.getcwd(), root)
     return Grid(path=os.path.abspath(path), methods=methods, datasets=datasets, seeds=seeds,
                 overrides=_mapping(raw.get("overrides"), f"{path}: overrides"),

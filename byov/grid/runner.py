@@ -1,11 +1,15 @@
 """Run the grid's jobs: one after another here (local / torchrun), or as a Slurm job array.
 
 Each step is a subprocess of the same Python (`sys.executable`) in the project root, its output
-appended to the job's log file. A job is done when its folder holds `benchmark_done.json` with the
-job's signature (its config file's content and exact arguments) and `test_metrics.json`; done jobs
-are skipped. Otherwise training runs with `--resume auto`: a folder without `checkpoints/last.pth`
-starts fresh, one whose last.pth is short of the final epoch continues from it, and one trained to
-the end is only evaluated.
+appended to the job's log file. A job is done when its folder holds `test_metrics.json` and
+`benchmark_done.json` with the job's whole identity (`byov.grid.identity`): its signature
+(its config file's content and exact arguments), the data fingerprint of its dataset's
+train/val/test splits and the code version; done jobs are skipped. A job whose data or code
+changed since its result (or since its checkpoint was trained) is redone: its folder is moved
+aside (`<run>.superseded-<time>`, kept) and it runs from scratch. Otherwise training runs with
+`--resume auto`: a folder without `checkpoints/last.pth` starts fresh, one whose last.pth is
+short of the final epoch continues from it, and one trained to the end is only evaluated; a
+folder trained for more epochs than the job asks is refused (it is another run).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Callable, Sequence
 import yaml
 
 from byov.atomic import atomic_write_json, atomic_write_text
+from byov.grid import identity as ident
 from byov.grid.jobs import Capabilities, Grid, GridError, Job
 from byov.errors import ByovError
 
@@ -75,9 +80,17 @@ def child_env() -> dict:
 
 def checkpoint_epoch(path: str) -> int | None:
     """The 0-based epoch stored in a checkpoint, or None if it cannot be read."""
+    entry = _checkpoint_entries(path)
+    return None if entry is None else entry[0]
+
+
+def _checkpoint_entries(path: str) -> tuple[int, str | None] | None:
+    """(0-based epoch, data fingerprint of its train/val data or None) of a checkpoint, or None
+    if it cannot be read."""
     import torch
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return int(state["epoch"]), state.get("data_fingerprint")
     except Exception:  # a truncated or foreign file: training --resume auto will say what
         return None
 
@@ -91,30 +104,95 @@ def read_marker(job: Job) -> dict | None:
         return None
 
 
+def _data(job: Job):
+    """The job's `byov.spec.DataSpec`, its root made absolute: jobs run in the project root, so
+    a relative dataset_root is relative to it."""
+    import dataclasses
+
+    from byov.spec import data_spec
+    data = data_spec(job.config)
+    root = os.path.expanduser(data.root)
+    return dataclasses.replace(data, root=root if os.path.isabs(root)
+                               else os.path.join(repo_root(), root))
+
+
+def current_identity(job: Job) -> dict:
+    """{"signature", "data", "code"} the job's result must have been made with (identity.py)."""
+    return {"signature": job.signature,
+            "data": ident.dataset_identity(_data(job).root, _data(job).dataset),
+            "code": ident.code_version(repo_root())}
+
+
+def _changed(recorded: dict, job: Job) -> list[str]:
+    """What of data / code differs between a done marker and now ([] = nothing)."""
+    now = current_identity(job)
+    out = []
+    if recorded.get("data") != now["data"]:
+        out.append(f"data {str(recorded.get('data') or 'not recorded').split(':')[-1][:12]} -> "
+                   f"{now['data'].split(':')[-1][:12]}")
+    if (recorded.get("code") or {}).get("hash") != now["code"]["hash"]:
+        was = recorded.get("code") or {}
+        out.append(f"code {was.get('label', 'not recorded')} ({was.get('hash', '?')}) -> "
+                   f"{now['code']['label']} ({now['code']['hash']})")
+    return out
+
+
 def job_state(job: Job) -> tuple[str, str]:
-    """(state, description): state is done | fresh | resume | evaluate."""
+    """(state, description): state is done | redo | fresh | resume | evaluate.
+
+    redo: the folder holds a result (or a checkpoint) of other data or other code; `run_job`
+    moves it aside and runs the job from scratch."""
     marker = read_marker(job)
-    if (marker is not None and marker.get("signature") == job.signature
-            and os.path.isfile(job.metrics_path)):
-        return "done", f"done ({os.path.basename(marker.get('checkpoint') or '') or 'baseline'})"
+    if marker is not None:
+        changed = _changed(marker, job)
+        if changed:
+            return "redo", f"redo from scratch ({'; '.join(changed)} since its result)"
+        if marker.get("signature") == job.signature and os.path.isfile(job.metrics_path):
+            used = os.path.basename(marker.get("checkpoint") or "") or "baseline"
+            return "done", f"done ({used})"
     if job.kind == "baseline":
         return "evaluate", "evaluate the baseline"
     last = os.path.join(job.run_dir, "checkpoints", "last.pth")
     if not os.path.isfile(last):
         return "fresh", f"train {job.epochs} epochs from scratch"
-    epoch = checkpoint_epoch(last)
+    entry = _checkpoint_entries(last)
+    epoch = None if entry is None else entry[0]
+    if entry is not None and entry[1] is not None:
+        from byov.data.fingerprint import data_fingerprint
+        data = _data(job)
+        trained_on = data_fingerprint(data.root, data.dataset, ("train", "val"))
+        if entry[1] != trained_on:
+            return "redo", ("redo from scratch (last.pth was trained on other train/val data "
+                            "than the dataset holds now)")
     if epoch is not None and epoch + 1 >= job.epochs:
         return "evaluate", f"trained ({epoch + 1} epochs), evaluate"
     done = "?" if epoch is None else epoch + 1
     return "resume", f"resume after epoch {done} of {job.epochs} (last.pth)"
 
 
+def set_aside(job: Job, why: str, log: Callable[[str], None] = print) -> str:
+    """Move the job's folder to `<run_dir>.superseded-<time>` (kept, never deleted)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = f"{job.run_dir}.superseded-{stamp}"
+    os.replace(job.run_dir, aside)
+    log(f"  {job.name}: {why}; its folder moved to {aside}")
+    return aside
+
+
 def check_run_config(job: Job) -> None:
     """Refuse to continue a run folder trained with other settings than the job's (the trainer
     only checks the architecture; a changed lr would otherwise mix into the run silently)."""
     path = os.path.join(job.run_dir, "config.yaml")
-    if job.kind != "train" or not os.path.isfile(path):
-        return
+    if job.kind != "train" or not os.path.isfile(path) or job_state(job)[0] == "redo":
+        return  # a folder of other data or code is set aside, not continued
+    last = os.path.join(job.run_dir, "checkpoints", "last.pth")
+    epoch = checkpoint_epoch(last) if os.path.isfile(last) else None
+    if epoch is not None and epoch + 1 > job.epochs:
+        raise GridError(f"{job.run_dir} holds a run of {job.name} trained for {epoch + 1} "
+                        f"epochs, but the grid now asks for {job.epochs}: evaluating it would "
+                        f"sign a {epoch + 1}-epoch run as this job. Set epochs back to "
+                        f"{epoch + 1}, use another output_root, or delete that folder to "
+                        f"retrain it")
     with open(path, encoding="utf-8") as f:
         saved = yaml.safe_load(f) or {}
     # keys of both (the trainer also records facts that are not settings, and an older run may
@@ -186,7 +264,7 @@ def prepare(job: Job, python: str = sys.executable, cwd: str | None = None) -> N
     """Before training: the frozen-backbone feature cache when the config uses one (finished
     videos are skipped, so this is quick once done)."""
     if job.kind != "train" or not job.extract_argv or job_state(job)[0] not in ("fresh",
-                                                                                "resume"):
+                                                                                "resume", "redo"):
         return
     with _file_lock(os.path.join(os.path.dirname(job.log), ".extract.lock")):
         _step(job, [python, "-m", "byov.features", "extract", *job.extract_argv],
@@ -194,7 +272,7 @@ def prepare(job: Job, python: str = sys.executable, cwd: str | None = None) -> N
 
 
 def needs_training(job: Job) -> bool:
-    return job.kind == "train" and job_state(job)[0] in ("fresh", "resume")
+    return job.kind == "train" and job_state(job)[0] in ("fresh", "resume", "redo")
 
 
 def chosen_checkpoint(job: Job) -> str:
@@ -209,7 +287,12 @@ def chosen_checkpoint(job: Job) -> str:
         raise JobFailed(f"job {job.name}: {last} holds epoch {epoch} (0-based), short of the "
                         f"{job.epochs} epochs asked; training stopped early, see {job.log}")
     best = os.path.join(folder, "best.pth")
-    return best if job.checkpoint == "best" and os.path.isfile(best) else last
+    if job.checkpoint == "best" and os.path.isfile(best):
+        return best
+    if job.checkpoint == "best":
+        print(f"  {job.name}: no best.pth (no val evaluation chose one); testing last.pth, the "
+              f"final epoch (not chosen on val)")
+    return last
 
 
 def finish(job: Job, python: str = sys.executable, cwd: str | None = None) -> None:
@@ -223,19 +306,22 @@ def finish(job: Job, python: str = sys.executable, cwd: str | None = None) -> No
     if not os.path.isfile(job.metrics_path):
         raise JobFailed(f"job {job.name}: evaluate.py exited normally but wrote no "
                         f"{job.metrics_path}; see {job.log}")
+    ident.forget_data()  # the identity recorded is the data's as it is now, after the run
     atomic_write_json(os.path.join(job.run_dir, MARKER), {
-        "job": job.name, "signature": job.signature, "checkpoint": ckpt,
+        "job": job.name, **current_identity(job), "checkpoint": ckpt,
         "finished": datetime.datetime.now().isoformat(timespec="seconds")})
 
 
 def run_job(job: Job, launcher: str = "local", nproc: int = 1, python: str = sys.executable,
             cwd: str | None = None) -> str:
     """Run what `job` still needs (extract, train, evaluate); returns the state it started in."""
-    state, _ = job_state(job)
+    state, what = job_state(job)
     if state == "done":
         return state
+    if state == "redo":
+        set_aside(job, what)
     check_run_config(job)
-    if state in ("fresh", "resume"):
+    if job.kind == "train" and state in ("fresh", "resume", "redo"):
         prepare(job, python, cwd)
         _step(job, train_command(job, launcher, nproc, python), "training", cwd or repo_root())
     finish(job, python, cwd)

@@ -6,6 +6,12 @@ progression R^2 (the headline variant: with the frame-index feature for pour_liq
 elsewhere, as the released evaluator does) and Kendall's tau. Rows: each trained method, each
 trivial baseline, then the published numbers for that dataset where they exist. The spread is the
 sample standard deviation over seeds (n - 1 in the denominator); one seed has none.
+
+A metric can be undefined for a seed (null in its test_metrics.json: a collapsed model's tau, a
+one-class SVM split). A cell then averages the seeds that have a value and says so: "71.20
+(n=1/2)" with a note naming the seeds whose value is missing; the row's n is the number of
+seeds run. Every row also carries the identity its results came from (data fingerprint and
+code version, `byov.grid.identity`): a row never mixes data or code versions.
 """
 from __future__ import annotations
 
@@ -17,9 +23,9 @@ import statistics
 from typing import Any
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.grid import published
-from byov.grid.jobs import BASELINES, Grid, Job
 from byov.eval.tables import progression_headline
+from byov.grid import published
+from byov.grid.jobs import BASELINES, Grid, GridError, Job
 
 COLUMNS = published.COLUMNS
 TITLES = ("F1 Reg", "F1 E2X", "F1 X2E", "mAP@10 Reg", "mAP@10 E2X", "mAP@10 X2E",
@@ -40,14 +46,17 @@ def headline(metrics: dict, dataset_key: str) -> dict[str, float | None]:
 
 
 def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict[str, Any]]:
-    """{column: {mean, std, n, per_seed}} over the defined (non-null, finite) values."""
+    """{column: {mean, std, n, of, missing, per_seed}} over the defined (non-null, finite)
+    values; `of` is the number of seeds, `missing` the positions (in per_seed) without one."""
     out = {}
     for c in COLUMNS:
         values = [r.get(c) for r in per_seed]
-        defined = [v for v in values if v is not None and math.isfinite(v)]
+        ok = [v is not None and math.isfinite(v) for v in values]
+        defined = [v for v, good in zip(values, ok) if good]
         out[c] = {"mean": statistics.fmean(defined) if defined else None,
                   "std": statistics.stdev(defined) if len(defined) > 1 else None,
-                  "n": len(defined), "per_seed": values}
+                  "n": len(defined), "of": len(values),
+                  "missing": [i for i, good in enumerate(ok) if not good], "per_seed": values}
     return out
 
 
@@ -57,8 +66,19 @@ def _load(path: str) -> dict:
     return data.get("metrics", data) if isinstance(data, dict) else {}
 
 
+def read_marker(job: Job) -> dict | None:
+    from byov.grid.runner import read_marker as read
+    return read(job)
+
+
+def _identity(job: Job) -> dict:
+    marker = read_marker(job) or {}
+    return {"data": marker.get("data"), "code": marker.get("code")}
+
+
 def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str) -> dict:
     """The table (a json-able dict) of one dataset from its finished jobs."""
+    from byov.grid.identity import short
     key = jobs[0].dataset_key
     rows, notes = [], []
     groups: dict[tuple[str, str], list[Job]] = {}
@@ -74,20 +94,44 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
         per_seed = [headline(_load(j.metrics_path), key) for j in finished]
         title = method if kind == "train" else \
             f"{BASELINES[method].title if method in BASELINES else method} (baseline)"
+        identities = [_identity(j) for j in finished]
+        if any(i != identities[0] for i in identities):
+            # job_state only calls a job done on the current data and code, so this is a table
+            # built from a hand-edited folder: refuse to average it
+            raise GridError(f"{title}: finished seeds of different data or code versions "
+                             f"({'; '.join(sorted(set(map(short, identities))))}); rerun the grid to redo the stale ones")
+        values = aggregate(per_seed)
+        for column, title_ in zip(COLUMNS, TITLES):
+            if values[column]["missing"] and values[column]["n"]:
+                seeds = [finished[i].seed for i in values[column]["missing"]]
+                notes.append(f"{title}, {title_}: no value for seed(s) "
+                             f"{', '.join(map(str, seeds))} (null in test_metrics.json); the "
+                             f"cell is over n={values[column]['n']} of {len(finished)} seeds")
+        used = [os.path.basename((read_marker(j) or {}).get("checkpoint") or "")
+                for j in finished] if kind == "train" else []
+        for name in sorted(set(used)):
+            seeds = [str(j.seed) for j, u in zip(finished, used) if u == name]
+            what = {"best.pth": "best.pth (chosen on val)",
+                    "last.pth": "last.pth (the final epoch, not chosen on val)"}.get(
+                        name, name or "an unrecorded checkpoint")
+            notes.append(f"{title}: seed(s) {', '.join(seeds)} tested with {what}")
         rows.append({"name": title, "kind": "ours" if kind == "train" else "baseline",
                      "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
-                     "values": aggregate(per_seed),
+                     "values": values, "identity": identities[0], "checkpoints": used,
                      "files": [j.metrics_path for j in finished]})
     for name, values in published.published_rows(key).items():
         rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
                      "seeds": [], "n": None, "source": published.BYOV_TABLE1_SOURCE,
                      "values": {c: {"mean": values[c], "std": None, "n": None,
                                     "per_seed": []} for c in COLUMNS}})
+    made = sorted({short(r["identity"]) for r in rows if r.get("identity")})
+    if made:
+        notes.append(f"results made with {' | '.join(made)}")
     if not published.published_rows(key):
         notes.append(f"no published numbers for dataset '{key}' (BYOV Table 1 covers "
                      f"{', '.join(published.AE2_DATASETS)})")
-    ckpt = ("best.pth (chosen on val), else last.pth" if checkpoint == "best"
-            else "last.pth")
+    ckpt = ("best.pth where the run wrote one, else last.pth (which one per seed: below)"
+            if checkpoint == "best" else "last.pth")
     notes.insert(0, f"test split; mean ± sample std over seeds (n = seeds); F1 and mAP@10 x100; "
                     f"progression R^2 "
                     f"{'with the frame-index feature' if key == 'pour_liquid' else 'plain'}; "
@@ -98,11 +142,13 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
 
 def _cell(value: dict, column: str) -> str:
     mean, std = value["mean"], value["std"]
+    of, n = value.get("of"), value.get("n")
     if mean is None:
-        return "n/a"
+        return "n/a" if not of else f"n/a (n=0/{of})"
     digits = 2 if column in PERCENT else 4
     text = _round(mean, digits)
-    return text if std is None else f"{text} ± {_round(std, digits)}"
+    text = text if std is None else f"{text} ± {_round(std, digits)}"
+    return text if not value.get("missing") else f"{text} (n={n}/{of})"
 
 
 def _round(value: float, digits: int) -> str:

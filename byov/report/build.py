@@ -89,9 +89,24 @@ def build_report(run_dir: str, ckpt: str = "best", split: str = "test",
     Raises:
         ReportError: not a run folder, or no such checkpoint; what evaluate.py raises when the
             embeddings must be produced and cannot be.
+        CannotWriteError: the report folder cannot be written (read-only, full disk).
     """
+    from byov.writable import probe_writable, writing
+
     timer = _Timer()
     out_dir = out_dir or os.path.join(run_dir, "report")
+    out = (out_dir, "the report", "--out")
+    if not os.path.isdir(run_dir):  # gather's own message names a missing run folder
+        return _build(run_dir, ckpt, split, out_dir, overrides, baselines, n_pairs, n_strip,
+                      max_points, n_progression, timer, resolve_config)
+    probe_writable(*out)  # before the embeddings are made
+    with writing(*out):
+        return _build(run_dir, ckpt, split, out_dir, overrides, baselines, n_pairs, n_strip,
+                      max_points, n_progression, timer, resolve_config)
+
+
+def _build(run_dir, ckpt, split, out_dir, overrides, baselines, n_pairs, n_strip, max_points,
+           n_progression, timer, resolve_config) -> ReportResult:
     inp = gather(run_dir, ckpt, split, overrides, baselines, resolve_config)
     timer.lap("inputs (embeddings, metrics)")
     os.makedirs(out_dir, exist_ok=True)

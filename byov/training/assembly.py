@@ -29,6 +29,8 @@ from byov.data.synthetic import ensure_synthetic
 from byov.data.validate import load_validated
 from byov.features import ensure_feature_cache
 from byov.hub import check_reference, resolve_checkpoint
+from byov.spec.keys import changed_on_resume, resume_keys
+from byov.spec.protocol import check_training_protocol
 from byov.methods import build_method, method_class
 from byov.methods.byov_method import check_backbone_width
 from byov.models.backbones import frame_encoder_from_spec
@@ -64,6 +66,7 @@ class Training:
     step: int = 0
     best: float | None = None
     data_fingerprint: str | None = None  # of the train/val data, stored in every checkpoint
+    best_record: dict | None = None  # {"epoch", "step"} of best.pth (ckpt_lib.verify_best)
 
 
 # ------------------------------------------------------------------------------- run folder
@@ -75,6 +78,9 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
     --init_from), or a fresh run into a folder that holds a run.
     """
     run = S.run_spec(config)
+    plan = check_training_protocol(S.eval_spec(config))  # best.pth choosable, before any work
+    if info.is_main:
+        print(plan)
     out_dir = run.output_dir
     resume_path = ckpt_lib.resolve_resume(run.resume, out_dir)
     if resume_path is not None and run.init_from:
@@ -100,8 +106,16 @@ def prepare_run(config: Mapping, info: D.DistInfo) -> tuple[str | None, dict | N
             f"weights, pass --init_from {resume_path} (fresh optimizer, schedules from step 0) "
             f"and no --resume")
     ckpt_lib.check_compatible(resumed["config"], config, ckpt_lib.ARCH_KEYS, where=resume_path)
-    ckpt_lib.check_compatible(resumed["config"], config, S.resume_keys(config),
-                              where=resume_path, what="schedule or data settings")
+    ckpt_lib.check_compatible(resumed["config"], config, resume_keys(config),
+                              where=resume_path,
+                              what="settings that change what a training step computes")
+    if info.is_main:
+        for change in changed_on_resume(resumed["config"], config):
+            print(f"resume: {change} (applied from the resumed step on)")
+        # best.pth must be the checkpoint the run records as its best
+        best, record = ckpt_lib.verify_best(out_dir, resumed, resume_path)
+        resumed["val_metrics"] = {**(resumed.get("val_metrics") or {}), "best": best,
+                                  "best_record": record}
     saved_world = resumed.get("world_size")
     if saved_world is not None and saved_world != info.world_size:
         raise ckpt_lib.CheckpointError(
@@ -275,7 +289,8 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
                     labels=labels, steps_per_epoch=steps_per_epoch, lrs=lrs,
                     autocast=lambda: D.autocast_context(device, run.precision),
                     resume_path=resume_path, start_epoch=start_epoch, step=step, best=best,
-                    data_fingerprint=data)
+                    data_fingerprint=data, best_record=(resumed.get("val_metrics") or {}).get(
+                        "best_record") if resumed is not None else None)
 
 
 __all__ = ["SPLITS", "Training", "build_training", "epoch_length", "prepare_data",

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 import torch.nn as nn
 
+from byov.training.divergence import nan_advice
 from byov.errors import ByovError
 
 
@@ -44,13 +45,14 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=
         optimizer.step()
 
 
-def check_finite(out: Mapping, keys: Iterable[str], step: int) -> None:
+def check_finite(out: Mapping, keys: Iterable[str], step: int,
+                 advice: Callable[[], str] | None = None) -> None:
     loss = out["loss"].item()
     if not math.isfinite(loss):
         terms = ", ".join(f"{k} {out[k].item()}" for k in keys if k != "loss")
         raise NonFiniteLossError(
-            f"loss is {loss} at step {step} ({terms}); stopping. Lower --lr, use --precision "
-            f"fp32, or resume from the last good checkpoint")
+            f"loss is {loss} at step {step} ({terms}); stopping. "
+            + (advice() if advice is not None else "Lower --lr, or use --precision fp32"))
 
 
 def train_one_epoch(t, start_step: int, *, meter=None,
@@ -84,7 +86,8 @@ def train_one_epoch(t, start_step: int, *, meter=None,
         batch = to_device(batch, t.info.device)
         with t.autocast():
             out = t.module(batch, (seed, 0, step, t.info.rank))
-        check_finite(out, keys, step)
+        check_finite(out, keys, step, (lambda: nan_advice(t.run, t.optim, step))
+                     if getattr(t.run, "output_dir", None) else None)
         optimizer_step(out["loss"], t.optimizer, t.scaler, t.optim.grad_clip)
         extra = method.after_optimizer_step(step)
         values = {k: out[k].item() for k in keys}

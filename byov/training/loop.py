@@ -25,6 +25,7 @@ from byov.training.assembly import Training, build_training, set_aside_dead_run
 from byov.training.engine import train_one_epoch, validation_loss
 from byov.training.logger import MetricMeter, RunLogger
 from byov.training.runlock import RunLock
+from byov.writable import probe_writable, writing
 
 
 def run(config: dict, command: list[str] | None = None) -> dict:
@@ -33,10 +34,11 @@ def run(config: dict, command: list[str] | None = None) -> dict:
     run_dir = run_spec(config)
     info = D.init_distributed(run_dir.device)
     try:
+        out = (run_dir.output_dir, "the run folder", "--output_dir")
         lock = contextlib.nullcontext()
         if info.is_main:  # one run per folder; the lock dies with the process
-            lock = RunLock(run_dir.output_dir)
-        with lock:
+            lock = RunLock(probe_writable(*out))  # a folder we cannot write fails before work
+        with lock, writing(*out):  # a full disk later (eval/epoch_XXXX/, logs): same error
             return _run(build_training(config, info), command)
     finally:
         D.cleanup()
@@ -53,7 +55,7 @@ def _run(t: Training, command: list[str] | None = None) -> dict:
             record_command(out_dir, command, t.resume_path, info.world_size)
     logger = RunLogger(out_dir, enabled=info.is_main,
                        resume_step=t.step if t.resume_path else None)
-    manager = ckpt_lib.CheckpointManager(out_dir, t.run.save_every)
+    manager = ckpt_lib.CheckpointManager(out_dir, t.run.save_every, best_record=t.best_record)
     step, best = t.step, t.best
     if info.is_main:
         print(f"training {method_name} on {info.device} "

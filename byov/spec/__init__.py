@@ -16,7 +16,9 @@ arguments. So a key is spelled in one place, and a module's signature says what 
     downstream_spec(config)     DownstreamSpec     model + protocol of an evaluation
     run_spec(config)            RunSpec            run folder, device, precision, resume, logging
 
-Key names and meanings: `utils/config.py` (`python train.py --help`). Outside this module only the
+`byov.spec.keys` classifies every key by what a change of it does to a run (architecture, resume,
+applied, free); `byov.spec.protocol` checks rules across keys (best.pth must be choosable).
+Key names and meanings: `utils/config.py` (`python train.py --help`). Outside this package only the
 run assembly (`byov.training.assembly`, which stores the whole config in checkpoints and compares
 it on resume) and the command-line front ends touch the config as a whole; a test enforces it.
 """
@@ -31,13 +33,6 @@ from typing import Mapping
 EMBEDDING_KEYS = ("method", "backbone", "vision_encoder_path", "input_size", "resnet_stage",
                   "topk_ratio", "num_tokens", "features", "feature_dtype", "frame_stride",
                   "context_grouping", "embedding_size", "hidden_dim")
-
-# Keys that must match on resume beyond the architecture: which parameters the optimizer state
-# belongs to, and everything that shapes the per-step schedules (lr, EMA momentum) and the data
-# each step sees. A resume continues the same run or is refused.
-RESUME_KEYS = ("method", "freeze_base", "batch_size", "steps_per_epoch", "lr", "lr_schedule",
-               "warmup_epochs", "min_lr", "ema_momentum", "seed", "pairing")
-
 
 # ------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
@@ -274,14 +269,6 @@ def schedule_spec(config: Mapping) -> ScheduleSpec:
                         min_lr=config["min_lr"], ema_momentum=ema)
 
 
-def resume_keys(config: Mapping) -> tuple[str, ...]:
-    """RESUME_KEYS, plus `epochs` when the number of steps shapes a schedule (cosine lr, EMA)."""
-    keys = RESUME_KEYS
-    if schedule_spec(config).lr_schedule == "cosine" or schedule_spec(config).ema_momentum:
-        keys += ("epochs",)
-    return keys
-
-
 # ------------------------------------------------------------------------------ evaluation
 @dataclass(frozen=True)
 class EvalSpec:
@@ -300,6 +287,7 @@ class EvalSpec:
     best_metric: str = "val_score"
     weights: str = "online"
     dataset: str = ""
+    eval_task: str = "1234"  # as given (digits or names), for messages
 
 
 def eval_spec(config: Mapping) -> EvalSpec:
@@ -313,7 +301,8 @@ def eval_spec(config: Mapping) -> EvalSpec:
                     split=config.get("eval_mode", "test"), few_shot=config.get("few_shot", False),
                     every_n_epochs=config.get("ds_every_n_epoch", 0),
                     best_metric=config.get("best_metric", "val_score"),
-                    weights=config.get("weights", "online"), dataset=config["dataset"])
+                    weights=config.get("weights", "online"), dataset=config["dataset"],
+                    eval_task=str(config["eval_task"]))
 
 
 def embedding_settings(config: Mapping) -> dict:
@@ -397,8 +386,8 @@ def run_spec(config: Mapping) -> RunSpec:
 
 
 __all__ = ["AE2Spec", "ByovModelSpec", "DataSpec", "DownstreamSpec", "EMBEDDING_KEYS", "EvalSpec",
-           "FeatureCacheSpec", "FrameEncoderSpec", "MACHINE_KEYS", "MethodSpec", "OptimSpec", "RESUME_KEYS",
+           "FeatureCacheSpec", "FrameEncoderSpec", "MACHINE_KEYS", "MethodSpec", "OptimSpec",
            "RunSpec", "ScheduleSpec", "TokenMergeSpec", "ae2_spec", "byov_model_spec",
            "data_spec", "default_feature_cache_dir", "downstream_spec", "embedding_settings", "eval_spec",
            "feature_spec", "frame_encoder_spec", "merge_spec", "method_spec", "optim_spec", "portable_config",
-           "released_model_spec", "resume_keys", "run_spec", "schedule_spec"]
+           "released_model_spec", "run_spec", "schedule_spec"]

@@ -136,9 +136,10 @@ def test_grid_edited_to_fewer_epochs_than_trained_is_refused(tmp_path):
                                          "overrides": {"epochs": 2},
                                          "output_root": str(tmp_path / "bench")}))
     grid = load_grid(str(grid_path))
-    [job] = make_jobs(grid, lambda argv: {"dataset": "synthetic", "features": "fly",
-                                          "epochs": 2, "dataset_root": str(tmp_path)},
-                      Capabilities())
+    from utils.config import Config, to_dict
+    resolved = {**to_dict(Config()), "dataset": "synthetic", "features": "fly", "epochs": 2,
+                "dataset_root": str(tmp_path)}  # what the grid's resolver gives: every key
+    [job] = make_jobs(grid, lambda argv: resolved, Capabilities())
     os.makedirs(os.path.join(job.run_dir, "checkpoints"))
     with open(os.path.join(job.run_dir, "config.yaml"), "w") as f:
         yaml.safe_dump({"epochs": 4}, f)

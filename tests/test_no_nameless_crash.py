@@ -166,7 +166,7 @@ def test_following_the_nan_advice_trains_past_the_step(args, tmp_path):
     run past that step."""
     import re
 
-    from byov.engine import NonFiniteLossError
+    from byov.training.engine import NonFiniteLossError
     from train_helpers import train_in_process
 
     with pytest.raises(NonFiniteLossError) as info:
@@ -191,7 +191,7 @@ def test_nan_advice_without_a_usable_checkpoint_is_a_fresh_run(args, tmp_path):
     the NaN, so the advice is a new run with a lower lr, and following it trains past the step."""
     import re
 
-    from byov.engine import NonFiniteLossError
+    from byov.training.engine import NonFiniteLossError
     from train_helpers import train_in_process
 
     with pytest.raises(NonFiniteLossError) as info:

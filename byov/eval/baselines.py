@@ -12,7 +12,7 @@ import numpy as np
 
 from byov.eval.io import EvalInputError, SplitData
 
-# the trivial baselines `evaluate.py --baseline` runs (embedded by byov.embedding); defined here,
+# the trivial baselines `evaluate.py --baseline` runs (embedded by byov.downstream); defined here,
 # where nothing imports torch, so evaluate.py's argument parser does not pay for it
 BASELINES = ("time", "frozen", "random_init")
 

@@ -7,7 +7,7 @@ here):
              value (`byov.checkpoint.ARCH_KEYS`); differing on resume or evaluation is refused.
 - "resume"   changes what a training step computes (objective, masks, pairs, optimizer, schedule,
              which epoch counts as best): a resume with another value is refused, naming the key
-             and the checkpoint's value (`byov.setup.prepare_run`). A resume continues the same
+             and the checkpoint's value (`byov.training.assembly.prepare_run`). A resume continues the same
              run or none.
 - "schedule" `epochs`: checked on resume when the number of steps shapes a schedule (cosine lr,
              EMA momentum); otherwise raising it just trains longer (`resume_keys`).

@@ -31,10 +31,11 @@ def build_eval_parser():
     p.add_argument("--json", metavar="FILE", default=None, help="also write the metrics here")
     p.add_argument("--val_files_are_test", action="store_true", default=False,
                    help="AE2's released folders: val_* files hold the test split")
-    p.add_argument("--baseline", choices=BASELINES, default=None,
+    p.add_argument("--baseline", choices=BASELINES + ("prior",), default=None,
                    help="evaluate a trivial baseline: time (per-frame feature t/L), frozen (the "
                         "frozen backbone's merged features), random_init (the untrained "
-                        "method); embedded into --embed_dir (default "
+                        "method), prior (charades_ego: chance, the training class "
+                        "prevalence); embedded into --embed_dir (default "
                         "<output_dir>/eval/baseline_<name>)")
     p.add_argument("--frozen_features", action="store_const", dest="baseline", const="frozen",
                    help="alias of --baseline frozen")
@@ -141,6 +142,11 @@ def main(argv=None) -> dict:
         parser.error("give exactly one of --embeddings DIR, --ckpt PATH or --baseline NAME")
     if cfg.ckpt:
         cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
+    if cfg.dataset == "charades_ego":  # the video-level protocol (docs/charades_ego.md)
+        return video_level(cfg, args, parser)
+    if args.baseline == "prior":
+        parser.error("--baseline prior is the video-level chance baseline (dataset "
+                     "charades_ego); the AE2 tasks have --baseline time")
     from byov.eval import evaluate_embeddings, parse_tasks
     from byov.embedding import embed_config_to_folder
     from byov.eval.progression import headline_uses_time_feature
@@ -184,6 +190,25 @@ def main(argv=None) -> dict:
     print(format_table(metrics, cfg.dataset))
     json_path, md_path = write_metrics(out_dir, metrics, meta)
     print(f"\nwrote {json_path} and {md_path}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(to_json(metrics))
+        print(f"wrote {args.json}")
+    return metrics
+
+
+def video_level(cfg, args, parser) -> dict:
+    """Charades-Ego: mean-pooled embeddings, linear probe, mAP in the three settings."""
+    from byov.eval.report import to_json
+    from byov.eval.video_level import format_table
+    from byov.video_embedding import row_name, run_evaluation
+
+    if args.baseline == "time":
+        parser.error("--baseline time (t/L per frame) mean-pools to the same vector for every "
+                     "video; the video-level baselines are frozen, random_init and prior")
+    metrics, meta, _ = run_evaluation(to_dict(cfg), cfg.ckpt or None, args.baseline,
+                                      args.embeddings, args.embed_dir, sys.stderr.isatty())
+    print(format_table({row_name(meta): metrics}))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(to_json(metrics))

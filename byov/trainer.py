@@ -125,6 +125,9 @@ def write_config(config: Mapping, path: str) -> None:
 def downstream(config: Mapping, method, videos: Mapping, labels: Mapping, out_dir: str) -> dict:
     """Embed train + val with the method's current weights (eval mode, fp32) and run the AE2
     tasks on val; the embeddings, metrics.json and metrics.md go to out_dir."""
+    if config["dataset"] == "charades_ego":  # the video-level protocol, on val
+        from byov.video_embedding import downstream_video_level
+        return downstream_video_level(config, method, videos, labels, out_dir)
     from byov.embedding import embed_split
     from byov.eval import evaluate_embeddings, parse_tasks
     from byov.eval.io import save_split
@@ -151,7 +154,7 @@ def downstream(config: Mapping, method, videos: Mapping, labels: Mapping, out_di
     return metrics
 
 
-CROSS_VIEW_GROUPS = ("classification_f1", "retrieval_map10")
+CROSS_VIEW_GROUPS = ("classification_f1", "retrieval_map10", "video_map")
 
 
 def flat_metrics(metrics: Mapping) -> dict:
@@ -168,7 +171,7 @@ def flat_metrics(metrics: Mapping) -> dict:
 
 def plain_metrics(metrics: Mapping | None, best: float | None) -> dict:
     keep = ("classification_f1", "retrieval_map10", "progression_r2",
-            "progression_r2_with_time_feature", "kendalls_tau", "val_score")
+            "progression_r2_with_time_feature", "kendalls_tau", "val_score", "video_map")
     out = {k: metrics[k] for k in keep if metrics and k in metrics}
     out["best"] = best
     return out

@@ -4,6 +4,8 @@
 #   NPROC=4 bash scripts/run.sh pour_milk                 (multi-GPU with torchrun)
 #   bash scripts/run.sh demo                              (synthetic data, CPU-sized; also
 #                                                          evaluates the trivial baselines)
+#   bash scripts/run.sh charades_ego/demo                 (Charades-Ego protocol on synthetic data;
+#                                                          charades_ego for the real release)
 #   bash scripts/run.sh ae2/break_eggs                    (AE2's released setting; --method tcc,
 #                                                          dtw, dtw_consistency, dtw_contrastive, vava)
 set -euo pipefail
@@ -18,8 +20,12 @@ name=$1; shift
 if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 resolved=$(python -c "import sys; from utils.config import load_config
-c = load_config(sys.argv[1:])[0]; print(c.features, c.method, c.output_dir)" --config "configs/$name.yaml" "$@")
-read -r features method out <<< "$resolved"
+c = load_config(sys.argv[1:])[0]; print(c.features, c.method, c.output_dir, c.dataset_root)" --config "configs/$name.yaml" "$@")
+read -r features method out root <<< "$resolved"
+if [ "$name" = charades_ego/demo ]; then
+  # the demo's synthetic Charades-Ego-format data (docs/charades_ego.md); reused when present
+  python -m byov.data.synthetic_charades --root "$root"
+fi
 if [ "$method" = byov ] && [ "$features" != fly ]; then
   # the frozen-backbone feature cache (README "Feature cache"); finished videos are skipped
   python -m byov.features extract --config "configs/$name.yaml" "$@"
@@ -48,6 +54,19 @@ if [ "$name" = demo ]; then
     files+=("$out/eval/baseline_$b/metrics_test.json")
   done
   python -m byov.eval.report compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
+    --names "${names[@]}" "$method ($stem.pth)"
+elif [ "$name" = charades_ego/demo ]; then
+  # the video-level baselines: chance (training class prevalence), the frozen backbone's merged
+  # features and the untrained model, mean-pooled and probed like the checkpoint
+  names=()
+  files=()
+  for b in prior frozen random_init; do
+    python evaluate.py --config "configs/$name.yaml" "$@" --baseline "$b" \
+      --json "$out/eval/baseline_$b/metrics_test.json" > /dev/null
+    names+=("baseline: $b")
+    files+=("$out/eval/baseline_$b/metrics_test.json")
+  done
+  python -m byov.eval.video_level compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
     --names "${names[@]}" "$method ($stem.pth)"
 fi
 # the visual report of the tested checkpoint (README "Report"); prints the path of its index.html

@@ -65,6 +65,20 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
     evaluate.main(["--ckpt", ckpt])  # same checkpoint and data: the pooled embeddings are reused
     assert "reusing the embeddings" in capsys.readouterr().out
 
+    # the visual report: per-class AP and a few test videos with their top predicted classes
+    from byov.report.__main__ import main as report_main
+    from byov.report.video_level import build_video_level_report
+    res = build_video_level_report(run, n_videos=2, n_strip=3, baselines=False)
+    page = open(res.index, encoding="utf-8").read()
+    assert "Per-class average precision" in page and "top predicted classes" in page
+    assert all(os.path.isfile(p) for p in res.images) and len(res.shown) == 2
+    with open(os.path.join(run, "eval", "best", "metrics.json")) as f:
+        model = json.load(f)["metrics"]
+    c0 = model["per_class_ap"]["regular"]["c000"]
+    assert (f"{c0:.1f}" if c0 is not None else "n/a") in page
+    assert "published: BYOV ViT-B/16" in page
+    assert report_main([run, "--no-baselines"]) == 0  # the CLI dispatches on the dataset
+
 
 def test_baselines(ce_root, tiny_clip_dir, tmp_path, capsys):
     import evaluate

@@ -228,3 +228,33 @@ def format_table(rows: dict, published: bool = True) -> str:
                      f"probe are not published, so they are context, not a like-for-like "
                      f"comparison.")
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    """python -m byov.eval.video_level compare A.json B.json ... --names a b ...: one table."""
+    import argparse
+    import json
+    import os
+
+    p = argparse.ArgumentParser(prog="python -m byov.eval.video_level",
+                                description="side-by-side Charades-Ego mAP table of evaluate.py "
+                                            "--json outputs, with the published numbers")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="compare evaluate.py --json outputs")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--names", nargs="+", default=None)
+    args = p.parse_args(argv)
+    names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(f)))
+                           for f in args.files]
+    if len(names) != len(args.files):
+        p.error(f"{len(args.files)} files but {len(names)} names")
+    rows = {}
+    for name, path in zip(names, args.files):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        rows[name] = data.get("metrics", data)  # metrics.json nests them under "metrics"
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()

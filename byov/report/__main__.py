@@ -33,8 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _dataset(run_dir: str) -> str | None:
+    from byov.report.inputs import read_config
+    try:
+        return read_config(run_dir)[0].get("dataset")
+    except Exception:  # build_report reports a bad run folder with its own message
+        return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if _dataset(args.run_dir) == "charades_ego":  # video-level report (byov/report/video_level.py)
+        from byov.report.video_level import build_video_level_report
+        res = build_video_level_report(args.run_dir, args.ckpt, args.split, args.out,
+                                       {"dataset_root": args.dataset_root,
+                                        "frame_cache_dir": args.frame_cache_dir},
+                                       baselines=args.baselines)
+        for note in res.notes:
+            print(f"  {note}")
+        print(f"report_seconds: {res.seconds['total']:.1f}")
+        print(f"wrote {res.index} ({len(res.images)} figures)")
+        return 0
     from byov.report import build_report
 
     res = build_report(args.run_dir, args.ckpt, args.split, args.out,

@@ -302,7 +302,9 @@ def load_charades_ego(dataset_root: str, splits) -> CharadesEgo:
     base = data_path(dataset_root)
     if not os.path.isdir(base):
         raise DataError(f"dataset folder {base} does not exist; pass --dataset_root DIR with the "
-                        f"release unpacked as:\n{expected_tree(base)}")
+                        f"release unpacked as:\n{expected_tree(base)}\n(synthetic data in this "
+                        f"layout: python -m byov.data.synthetic_charades --root "
+                        f"{os.path.dirname(base)})")
     classes_path = os.path.join(base, CLASSES_FILE)
     _require(classes_path, "class file", base)
     classes = read_classes(classes_path)

@@ -94,6 +94,10 @@ def test_baselines(ce_root, tiny_clip_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluate.main(common + ["--baseline", "time"])
     assert "mean-pools to the same vector" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the chance baseline is video-level only
+        evaluate.main(["--dataset", "synthetic", "--dataset_root", str(tmp_path), "--baseline",
+                       "prior"])
+    assert "video-level chance baseline" in capsys.readouterr().err
 
 
 def test_bad_data_fails_before_training(ce_root, tiny_clip_dir, tmp_path):

@@ -178,7 +178,7 @@ def test_fingerprint_follows_csv_and_classes(ce_copy):
 def test_frame_cache_and_list_videos(ce_copy, tmp_path):
     from byov.data.frame_cache import ensure_frame_cache, frame_cache_path, read_frames
     from byov.data.layout import list_videos
-    root, base = ce_copy
+    root, _ = ce_copy
     video = list_videos(root, "charades_ego", "test")[0]
     path = frame_cache_path(video, root, "charades_ego", str(tmp_path / "fc"))
     assert path == str(tmp_path / "fc" / "charades_ego" / VIDEO_DIR / (video.name + ".h5"))

@@ -59,7 +59,8 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
     classes = [f"c{k:03d}" for k in range(8)]
     for setting in ("regular", "ego2exo", "exo2ego"):
         assert set(saved["per_class_ap"][setting]) == set(classes)
-    test_ids = json.load(open(os.path.join(run, "eval", "best", "test_videos.json")))
+    with open(os.path.join(run, "eval", "best", "test_videos.json")) as f:
+        test_ids = json.load(f)
     assert set(saved["top_predictions"]) == {v["name"] for v in test_ids}
     assert saved["num_videos"]["ego2exo"][1] == sum(v["view"] == "exo" for v in test_ids)
     evaluate.main(["--ckpt", ckpt])  # same checkpoint and data: the pooled embeddings are reused
@@ -69,7 +70,8 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
     from byov.report.__main__ import main as report_main
     from byov.report.video_level import build_video_level_report
     res = build_video_level_report(run, n_videos=2, n_strip=3, baselines=False)
-    page = open(res.index, encoding="utf-8").read()
+    with open(res.index, encoding="utf-8") as f:
+        page = f.read()
     assert "Per-class average precision" in page and "top predicted classes" in page
     assert all(os.path.isfile(p) for p in res.images) and len(res.shown) == 2
     with open(os.path.join(run, "eval", "best", "metrics.json")) as f:

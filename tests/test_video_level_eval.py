@@ -1,4 +1,5 @@
-"""The video-level (Charades-Ego) protocol: pooling, per-class AP and mAP, the probe, the settings."""
+"""The video-level (Charades-Ego) protocol: pooling, per-class AP and mAP, the probe, the
+settings."""
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
@@ -55,7 +56,6 @@ def test_mean_pool():
 
 
 def _set(embeds, targets, views):
-    n = len(views)
     return VideoSet(np.asarray(embeds, np.float32), np.asarray(targets, np.float32), list(views),
                     [f"v{i}{'EGO' if v == 'ego' else ''}" for i, v in enumerate(views)])
 

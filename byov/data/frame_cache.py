@@ -4,8 +4,9 @@ One file per video with one dataset `images`: uint8, shape (n, 256, 256, 3), BGR
 uncompressed, as the released AE2/BYOV code writes it, so released caches are reused as they are.
 Caches written here hold n = L frames (the video's frame count; the released code stores every
 decoded frame, and no reader uses those beyond L), decoded and written `WRITE_CHUNK` frames at a
-time so a long video is never held whole in memory, and carry the root attribute `byov_source_fingerprint`: the
-`file_fingerprint` of the video they were decoded from (released readers ignore attributes).
+time so a long video is never held whole in memory, and carry the root attribute
+`byov_source_fingerprint`: the `file_fingerprint` of the video they were decoded from (released
+readers ignore attributes).
 
 When a cache is used (`is_valid_cache`):
 - it must open and hold `images` of uint8 (n, 256, 256, 3) with n >= L, the video's frame count;

@@ -33,7 +33,7 @@ from byov.data.charades_ego import (CLASSES_FILE, DATASET, EGO_SUFFIX, TEST_CSV,
 from byov.data.layout import DataError
 from byov.data.synthetic import _write_mp4
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: 32 train scripts, 16-28 frames (demo run time)
 STAMP_FILE = "generator.json"
 COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
            "descriptions", "actions", "length", "charades_video")
@@ -154,8 +154,8 @@ def _actions_cell(actions) -> str:
     return ";".join(f"c{k:03d} {s:.2f} {e:.2f}" for k, s, e in actions)
 
 
-def generate(root: str, seed: int = 0, scripts: tuple[int, int] = (40, 16), size: int = 96,
-             fps: int = 8, frames: tuple[int, int] = (24, 40), empty_every: int = 10) -> str:
+def generate(root: str, seed: int = 0, scripts: tuple[int, int] = (32, 16), size: int = 96,
+             fps: int = 8, frames: tuple[int, int] = (16, 28), empty_every: int = 10) -> str:
     """Write `<root>/charades_ego/` (absent or empty) and return its absolute path.
 
     Args:

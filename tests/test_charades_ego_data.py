@@ -150,6 +150,15 @@ def test_malformed_csv_rows(ce_copy):
             load_charades_ego(root, ("train",))
         with open(train, "w", encoding="utf-8") as f:
             f.write(original)
+    lines = original.splitlines(keepends=True)
+    for cut, message in ((lines[2].rsplit(",", 3)[0] + "\n", "fewer fields than the header"),
+                         (lines[2].rstrip("\n") + ",x,y\n", "more fields than the header")):
+        with open(train, "w", encoding="utf-8") as f:
+            f.write("".join(lines[:2] + [cut] + lines[3:]))
+        with pytest.raises(DataError, match=rf"row 2 \(line 3\): the row has {message}"):
+            load_charades_ego(root, ("train",))
+    with open(train, "w", encoding="utf-8") as f:
+        f.write(original)
     _edit_csv(train, "S0001,", "S0000,")
     with pytest.raises(DataError, match="id S0000 is listed again"):
         load_charades_ego(root, ("val",))

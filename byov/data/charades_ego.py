@@ -174,7 +174,7 @@ def read_rows(path: str, class_index: dict[str, int]) -> list[Row]:
 
     Raises:
         DataError: a header without the `id` or `actions` column, a row with an empty id or
-            more fields than the header, an id given twice, a malformed `actions` cell.
+            more or fewer fields than the header, an id given twice, a malformed `actions` cell.
     """
     text = _read_text(path)
     reader = csv.DictReader(text.splitlines(keepends=True), restkey="\0extra")
@@ -191,6 +191,10 @@ def read_rows(path: str, class_index: dict[str, int]) -> list[Row]:
         if "\0extra" in record:
             raise DataError(f"{where}: the row has more fields than the header "
                             f"({len(header)}); quote cells that contain commas")
+        if None in record.values():
+            raise DataError(f"{where}: the row has fewer fields than the header "
+                            f"({len(header)}); a cut-off row would lose its actions. Restore it "
+                            f"from the release")
         vid = (record.get("id") or "").strip()
         if not vid:
             raise DataError(f"{where}: the id cell is empty; fill it in or remove the row")

@@ -63,6 +63,9 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
         test_ids = json.load(f)
     assert set(saved["top_predictions"]) == {v["name"] for v in test_ids}
     assert saved["num_videos"]["ego2exo"][1] == sum(v["view"] == "exo" for v in test_ids)
+    again = evaluate.main(["--embeddings", os.path.join(run, "eval", "best"), "--dataset",
+                           "charades_ego", "--probe_c", "0.5", "--probe_max_iter", "300"])
+    assert again["video_map"] == metrics["video_map"]  # a saved folder scores the same
     evaluate.main(["--ckpt", ckpt])  # same checkpoint and data: the pooled embeddings are reused
     assert "reusing the embeddings" in capsys.readouterr().out
 

@@ -207,3 +207,29 @@ def test_frame_cache_is_written_in_chunks(ce_copy, tmp_path, monkeypatch):
     path = fc.ensure_frame_cache(video, str(tmp_path / "v.h5"))
     np.testing.assert_array_equal(fc.read_frames(path, np.arange(video.num_frames)),
                                   decode_frames(video.path)[:video.num_frames])
+
+
+def test_generator_ensure_reuses_refuses_and_configs_resolve(tmp_path):
+    import json
+
+    from byov.data.synthetic_charades import STAMP_FILE, ensure
+    from conftest import ROOT
+    from utils.config import load_config
+    root = tmp_path / "r"
+    assert ensure(str(root), scripts=(3, 2), size=32, frames=(8, 9))
+    assert not ensure(str(root))  # its own current output: reused
+    stamp = root / "charades_ego" / STAMP_FILE
+    stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "version": 0}))
+    with pytest.raises(DataError, match="remove the folder to regenerate"):
+        ensure(str(root))
+    stamp.unlink()
+    with pytest.raises(DataError, match="not written by byov.data.synthetic_charades"):
+        ensure(str(root))
+    real = load_config(["--config", os.path.join(ROOT, "configs", "charades_ego.yaml")])[0]
+    assert (real.dataset, real.num_frames, real.backbone, real.vision_encoder_path,
+            real.hidden_dim) == ("charades_ego", 32, "clip", "openai/clip-vit-base-patch16", 768)
+    assert (real.lr, real.wd, real.batch_size) == (1e-5, 5e-6, 4)  # the released settings
+    demo = load_config(["--config", os.path.join(ROOT, "configs", "charades_ego", "demo.yaml"),
+                        "--best_metric",
+                        "video_map.ego2exo"])[0]
+    assert demo.dataset == "charades_ego" and demo.probe_c == 1.0

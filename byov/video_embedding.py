@@ -137,6 +137,11 @@ def embed_videos_to_folder(config: Mapping, out_dir: str, splits: Sequence[str],
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_json(os.path.join(out_dir, "classes.json"), [list(c) for c in data.classes])
     every = [v for s in splits for v in data.videos[s]]
+    if baseline != "prior" and (config["method"] != "byov" or config["features"] == "fly"):
+        # frames are decoded into h5 caches on first use: an unwritable folder fails now (a
+        # feature-cache run: ensure_feature_cache checks them for the entries it must build)
+        from byov.data.validate import check_frame_cache_folders
+        check_frame_cache_folders(every, root, config["dataset"], config["frame_cache_dir"])
     embed = None if baseline == "prior" else make_embed_fn(config, every, ckpt_path, weights,
                                                            baseline, progress)
     for split in splits:

@@ -33,10 +33,11 @@ def build_eval_parser():
         p.add_argument("--json", metavar="FILE", default=None, help="also write the metrics here")
         p.add_argument("--val_files_are_test", action="store_true", default=False,
                        help="AE2's released folders: val_* files hold the test split")
-        p.add_argument("--baseline", choices=BASELINES, default=None,
+        p.add_argument("--baseline", choices=BASELINES + ("prior",), default=None,
                        help="evaluate a trivial baseline: time (per-frame feature t/L), frozen "
                             "(the frozen backbone's merged features), random_init (the untrained "
-                            "method); embedded into --embed_dir (default "
+                            "method), prior (charades_ego: chance, the training class "
+                            "prevalence); embedded into --embed_dir (default "
                             "<output_dir>/eval/baseline_<name>)")
         p.add_argument("--frozen_features", action="store_const", dest="baseline",
                        const="frozen", help="alias of --baseline frozen")
@@ -160,6 +161,13 @@ def main(argv=None) -> dict:
         spec = eval_spec(to_dict(cfg))
     except ValueError as e:
         parser.error(str(e))
+    video = spec.protocol == "video"  # Charades-Ego (docs/charades_ego.md)
+    if video and args.baseline == "time":
+        parser.error("--baseline time (t/L per frame) mean-pools to the same vector for every "
+                     "video; the video-level baselines are frozen, random_init and prior")
+    if not video and args.baseline == "prior":
+        parser.error("--baseline prior is the video-level chance baseline (dataset "
+                     "charades_ego); the AE2 tasks have --baseline time")
     if args.json:  # every output folder is checked before the first embedding or task
         os.makedirs(probe_writable(os.path.dirname(os.path.abspath(args.json)),
                                    "the metrics file", "--json"), exist_ok=True)
@@ -194,15 +202,26 @@ def main(argv=None) -> dict:
             raise FileNotFoundError(f"embedding folder {directory} does not exist")
         out_dir = args.embed_dir or directory
         os.makedirs(probe_writable(out_dir, "the metrics", "--embed_dir"), exist_ok=True)
-        train, evl, sources = load_splits(cfg, args, directory)
-        metrics = score(train, evl, spec, progress=sys.stderr.isatty())
-        meta.update(embeddings=os.path.abspath(directory),
-                    files=("train_*, val_* (val_* = test split)" if args.val_files_are_test
-                           else f"train_*, {cfg.eval_mode}_*"),
-                    metadata="; ".join(sources))
-        with writing(out_dir, "the metrics", "--embed_dir"):
-            write_metrics(out_dir, metrics, meta)
-    print(format_table(metrics, cfg.dataset))
+        meta.update(embeddings=os.path.abspath(directory))
+        if video:
+            from byov.downstream.video_level import score_folder, write_video_metrics
+            metrics = score_folder(directory, spec)
+            with writing(out_dir, "the metrics", "--embed_dir"):
+                write_video_metrics(out_dir, metrics, meta)
+        else:
+            train, evl, sources = load_splits(cfg, args, directory)
+            metrics = score(train, evl, spec, progress=sys.stderr.isatty())
+            meta.update(files=("train_*, val_* (val_* = test split)" if args.val_files_are_test
+                               else f"train_*, {cfg.eval_mode}_*"),
+                        metadata="; ".join(sources))
+            with writing(out_dir, "the metrics", "--embed_dir"):
+                write_metrics(out_dir, metrics, meta)
+    if video:
+        from byov.downstream.video_level import row_name
+        from byov.eval.video_level import format_table as video_table
+        print(video_table({row_name(meta): metrics}))
+    else:
+        print(format_table(metrics, cfg.dataset))
     print(f"\nwrote {os.path.join(out_dir, 'metrics.json')} and "
           f"{os.path.join(out_dir, 'metrics.md')}")
     if args.json:

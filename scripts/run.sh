@@ -5,12 +5,14 @@
 #   NPROC=4 bash scripts/run.sh pour_milk                 (multi-GPU with torchrun)
 #   bash scripts/run.sh demo                              (synthetic data, CPU-sized; also
 #                                                          evaluates the trivial baselines)
+#   bash scripts/run.sh charades_ego/demo                 (Charades-Ego protocol on synthetic data;
+#                                                          charades_ego for the real release)
 #   bash scripts/run.sh ae2/break_eggs                    (AE2's released setting; --method tcc,
 #                                                          dtw, dtw_consistency, dtw_contrastive, vava)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # run configs: configs/<name>.yaml and configs/ae2/<name>.yaml (benchmark grids are not runs)
-names=$(cd configs && find . -name '*.yaml' -not -path './benchmark/*' | sed 's#^\./##; s/\.yaml$//' | sort | tr '\n' ' ')
+names=$(cd configs && find . -name '*.yaml' -not -path './grid/*' | sed 's#^\./##; s/\.yaml$//' | sort | tr '\n' ' ')
 if [ $# -lt 1 ] || [ ! -f "configs/$1.yaml" ]; then
   echo "usage: bash scripts/run.sh <name> [--key value ...]; valid names: $names" >&2
   exit 2
@@ -19,14 +21,18 @@ name=$1; shift
 if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 resolved=$(python -c "import sys; from utils.config import build_parser, load_config
-c = load_config(sys.argv[1:], build_parser(entry='train'))[0]; print(c.features, c.method, c.output_dir)" --config "configs/$name.yaml" "$@")
-read -r features method out <<< "$resolved"
+c = load_config(sys.argv[1:], build_parser(entry='train'))[0]; print(c.features, c.method, c.output_dir, c.dataset_root)" --config "configs/$name.yaml" "$@")
+read -r features method out root <<< "$resolved"
 # the extra flags go to train.py; the feature extraction and evaluate.py take the ones they use
 # (each entry point refuses the flags it does not use, e.g. evaluate.py --epochs)
 flags_for() { python -c "import sys; from utils.config import argv_for
 sys.stdout.write(''.join(a + chr(0) for a in argv_for(sys.argv[1], sys.argv[2:])))" "$@"; }
 mapfile -d '' extract_flags < <(flags_for extract "$@")
 mapfile -d '' eval_flags < <(flags_for evaluate "$@")
+if [ "$name" = charades_ego/demo ]; then
+  # the demo's synthetic Charades-Ego-format data (docs/charades_ego.md); reused when present
+  python -m byov.data.synthetic_charades --root "$root"
+fi
 if [ "$method" = byov ] && [ "$features" != fly ]; then
   # the frozen-backbone feature cache (docs/training.md#feature-cache); finished videos are skipped
   python -m byov.features extract --config "configs/$name.yaml" "${extract_flags[@]}"
@@ -59,6 +65,19 @@ if [ "$name" = demo ]; then
     files+=("$out/eval/baseline_$b/metrics_test.json")
   done
   python -m byov.eval.tables compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
+    --names "${names[@]}" "$method ($stem.pth)"
+elif [ "$name" = charades_ego/demo ]; then
+  # the video-level baselines: chance (training class prevalence), the frozen backbone's merged
+  # features and the untrained model, mean-pooled and probed like the checkpoint
+  names=()
+  files=()
+  for b in prior frozen random_init; do
+    python evaluate.py --config "configs/$name.yaml" "${eval_flags[@]}" --baseline "$b" \
+      --json "$out/eval/baseline_$b/metrics_test.json" > /dev/null
+    names+=("baseline: $b")
+    files+=("$out/eval/baseline_$b/metrics_test.json")
+  done
+  python -m byov.eval.video_level compare "${files[@]}" "$out/eval/$stem/metrics_test.json" \
     --names "${names[@]}" "$method ($stem.pth)"
 fi
 # the visual report of the tested checkpoint (docs/report.md); prints the path of its index.html

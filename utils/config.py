@@ -198,6 +198,10 @@ class Config:
     few_shot: bool = _key(False, "also run few-shot classification", EVALUATION, "evaluate")
     progression_time_feature: str = _key("auto", "auto (on for pour_liquid, released), on or "
                                                  "off", EVALUATION, "train evaluate")
+    probe_c: float = _key(1.0, "charades_ego video-level probe: inverse L2 strength C of the "
+                               "one-vs-rest logistic regression", EVALUATION, "train evaluate")
+    probe_max_iter: int = _key(1000, "charades_ego video-level probe: lbfgs iterations per "
+                                     "class", EVALUATION, "train evaluate")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -222,14 +226,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "best_metric": ("val_score", "kendalls_tau", "progression_r2",
                     "progression_r2_with_time_feature") + tuple(
         f"{g}.{s}" for g in ("classification_f1", "retrieval_map10")
-        for s in ("regular", "ego2exo", "exo2ego")),
+        for s in ("regular", "ego2exo", "exo2ego")) + tuple(
+        f"video_map.{s}" for s in ("regular", "ego2exo", "exo2ego")),  # charades_ego
 }
 
 # (low, high, inclusive-high) bounds for ratios
 _OPEN_UNIT = ("topk_ratio", "mask_ratio", "mcm_ratio", "ema_momentum")
 _POSITIVE = ("num_frames", "input_size", "hidden_dim", "embedding_size", "decoder_embedding_size",
              "n_layers", "n_layers_dec", "n_heads", "epochs", "batch_size", "encode_chunk_size",
-             "dtw_shuffle_num", "tcc_temp")
+             "dtw_shuffle_num", "tcc_temp", "probe_c", "probe_max_iter")
 _NON_NEGATIVE = ("num_workers", "num_tokens", "warmup_epochs", "grad_clip", "steps_per_epoch",
                  "save_every", "ds_every_n_epoch", "lr", "wd", "min_lr", "log_every",
                  "frame_stride", "random_offset", "dtw_scale_factor", "dtw_ratio")

@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _protocol(run_dir: str) -> str | None:
+    """The run's evaluation protocol ("frame" or "video"), None when RUN_DIR is no run folder
+    (build_report then says so with its own message)."""
+    from byov.report.inputs import ReportError, read_config
+    from byov.spec import VIDEO_LEVEL_DATASETS
+    try:
+        config = read_config(run_dir)[0]
+    except ReportError:
+        return None
+    return "video" if config.get("dataset") in VIDEO_LEVEL_DATASETS else "frame"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from byov.report import build_report
@@ -45,9 +57,17 @@ def main(argv=None) -> int:
     def resolve(values: dict) -> dict:  # defaults for keys an older run did not record
         return cfgmod.to_dict(cfgmod.from_dict(values, source=f"{args.run_dir} (its config)"))
 
-    res = build_report(args.run_dir, args.ckpt, args.split, args.out,
-                       {"dataset_root": args.dataset_root,
-                        "frame_cache_dir": args.frame_cache_dir},
+    overrides = {"dataset_root": args.dataset_root, "frame_cache_dir": args.frame_cache_dir}
+    if _protocol(args.run_dir) == "video":  # Charades-Ego (byov/report/video_level.py)
+        from byov.report.video_level import build_video_level_report
+        res = build_video_level_report(args.run_dir, args.ckpt, args.split, args.out, overrides,
+                                       baselines=args.baselines, resolve_config=resolve)
+        for note in res.notes:
+            print(f"  {note}")
+        print(f"report_seconds: {res.seconds['total']:.1f}")
+        print(f"wrote {res.index} ({len(res.images)} figures)")
+        return 0
+    res = build_report(args.run_dir, args.ckpt, args.split, args.out, overrides,
                        baselines=args.baselines, max_points=args.max_points,
                        resolve_config=resolve)
     for note in res.inputs.notes:

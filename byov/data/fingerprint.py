@@ -109,22 +109,33 @@ def data_fingerprint(dataset_root: str, dataset: str, splits: Sequence[str],
     layout = detect_layout(data_path, dataset)
     listed = {split: (videos[split] if videos is not None
                       else list_videos(dataset_root, dataset, split)) for split in splits}
-    label_path = os.path.join(data_path, LABEL_FILE)
-    if not os.path.isfile(label_path):
-        raise DataError(f"label file {label_path} is missing; it must be the dataset's "
-                        f"label.pickle")
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
 
     def add(*parts: str) -> None:
         for part in parts:
             h.update(part.encode("utf-8") + b"\0")
 
+    if dataset == "charades_ego":  # the class file and csv files instead of label.pickle
+        from byov.data.charades_ego import split_files
+        add("dataset", dataset, "layout", layout)
+        for path in split_files(dataset_root, splits):
+            add(_relative(path, data_path), content_hash(path))
+        _add_videos(add, listed, splits, data_path)
+        return "blake2b:" + h.hexdigest()
+    label_path = os.path.join(data_path, LABEL_FILE)
+    if not os.path.isfile(label_path):
+        raise DataError(f"label file {label_path} is missing; it must be the dataset's "
+                        f"label.pickle")
     add("dataset", dataset, "layout", layout, LABEL_FILE, content_hash(label_path))
     for csv_path in split_list_files(data_path, layout, splits):
         add("split list", _relative(csv_path, data_path), content_hash(csv_path))
+    _add_videos(add, listed, splits, data_path)
+    return "blake2b:" + h.hexdigest()
+
+
+def _add_videos(add, listed: dict, splits: Sequence[str], data_path: str) -> None:
     for split in splits:
         add("split", split, str(len(listed[split])))
         for video in listed[split]:
             add(_relative(video.path, data_path), str(video.num_frames),
                 file_fingerprint(video.path))
-    return "blake2b:" + h.hexdigest()

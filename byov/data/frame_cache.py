@@ -2,8 +2,11 @@
 
 One file per video with one dataset `images`: uint8, shape (n, 256, 256, 3), BGR, contiguous,
 uncompressed, as the released AE2/BYOV code writes it, so released caches are reused as they are.
-Caches written here also carry the root attribute `byov_source_fingerprint`: the
-`file_fingerprint` of the video they were decoded from (released readers ignore attributes).
+Caches written here hold n = L frames (the video's frame count; the released code stores every
+decoded frame, and no reader uses those beyond L), decoded and written `WRITE_CHUNK` frames at a
+time so a long video is never held whole in memory, and carry the root attribute
+`byov_source_fingerprint`: the `file_fingerprint` of the video they were decoded from (released
+readers ignore attributes).
 
 When a cache is used (`is_valid_cache`):
 - it must open and hold `images` of uint8 (n, 256, 256, 3) with n >= L, the video's frame count;
@@ -29,7 +32,7 @@ import numpy as np
 from byov.atomic import remove_orphan_temps
 from byov.data.fingerprint import file_fingerprint
 from byov.data.layout import DataError, Video, dataset_path
-from byov.data.video import decode_frames
+from byov.data.video import iter_frames
 
 CACHE_SIZE = 256
 DATASET_KEY = "images"
@@ -149,18 +152,21 @@ def ensure_frame_cache(video: Video, cache_path: str) -> str:
         raise DataError(f"cannot write the frame cache of {video.path} into {cache_dir} "
                         f"({e.strerror or e}); {hint}") from e
     try:
-        frames = decode_frames(video.path, CACHE_SIZE)
-        if len(frames) < video.num_frames:
-            raise DataError(f"video {video.path} decodes to {len(frames)} frames but its "
+        try:
+            with h5py.File(tmp, "w") as f:
+                decoded = _write_frames(f, video)
+                if decoded >= video.num_frames:
+                    f.attrs[FINGERPRINT_ATTR] = fingerprint
+        except OSError as e:
+            raise DataError(f"cannot write the frame cache {cache_path} ({e}); {hint}") from e
+        if decoded < video.num_frames:
+            raise DataError(f"video {video.path} decodes to {decoded} frames but its "
                             f"container reports {video.num_frames} (CAP_PROP_FRAME_COUNT); "
                             f"re-encode the video (e.g. with ffmpeg) so the two agree")
         if file_fingerprint(video.path) != fingerprint:
             raise DataError(f"video {video.path} changed while its frame cache was being "
                             f"written; rerun once nothing writes to it")
         try:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset(DATASET_KEY, data=frames)  # contiguous, uncompressed, as released
-                f.attrs[FINGERPRINT_ATTR] = fingerprint
             os.replace(tmp, cache_path)
         except OSError as e:
             raise DataError(f"cannot write the frame cache {cache_path} ({e}); {hint}") from e
@@ -168,6 +174,32 @@ def ensure_frame_cache(video: Video, cache_path: str) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return cache_path
+
+
+WRITE_CHUNK = 64  # frames decoded and written at a time: memory stays bounded for long videos
+
+
+def _write_frames(f: h5py.File, video: Video) -> int:
+    """Decode `video` into a contiguous uncompressed (L, 256, 256, 3) uint8 dataset of `f`
+    (L = num_frames), WRITE_CHUNK frames at a time, so a long video never sits whole in memory.
+    Frames decoded beyond L are counted, not stored (no reader uses them). Returns the number
+    of frames decoded."""
+    L = video.num_frames
+    ds = f.create_dataset(DATASET_KEY, shape=(L, CACHE_SIZE, CACHE_SIZE, 3), dtype=np.uint8)
+    buf = np.empty((WRITE_CHUNK, CACHE_SIZE, CACHE_SIZE, 3), np.uint8)
+    decoded, filled = 0, 0
+    for frame in iter_frames(video.path, CACHE_SIZE):
+        if decoded < L:
+            buf[filled] = frame
+            filled += 1
+            if filled == WRITE_CHUNK or decoded + 1 == L:
+                ds[decoded + 1 - filled:decoded + 1] = buf[:filled]
+                filled = 0
+        decoded += 1
+    if decoded == 0:
+        raise DataError(f"video {video.path} decodes to no frames: it is empty or corrupt; "
+                        f"replace it")
+    return decoded
 
 
 def read_frames(cache_path: str, indices: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ import numpy as np
 
 from byov.errors import ByovError
 
-DATASETS = ("break_eggs", "pour_milk", "pour_liquid", "tennis_forehand", "synthetic")
+DATASETS = ("break_eggs", "pour_milk", "pour_liquid", "tennis_forehand", "synthetic",
+            "charades_ego")  # charades_ego: its own release layout, byov/data/charades_ego.py
 CSV_DATASETS = ("break_eggs", "tennis_forehand")
 FOLDER_DATASETS = ("pour_milk", "pour_liquid")
 SPLITS = ("train", "val", "test")
@@ -127,6 +128,8 @@ def detect_layout(data_path: str, dataset: str) -> str:
     """"csv" or "folders" for `dataset` in `data_path` (the synthetic key and datasets of one's
     own are looked at on the disk)."""
     _check_dataset(dataset)
+    if dataset == "charades_ego":
+        return "charades_ego"
     if dataset in CSV_DATASETS:
         return "csv"
     if dataset in FOLDER_DATASETS:
@@ -316,6 +319,9 @@ def list_videos(dataset_root: str, dataset: str, split: str) -> list[Video]:
     (a name listed twice) appear once.
     """
     _check_split(split)
+    if dataset == "charades_ego":  # ego first, then third person, each by id
+        from byov.data.charades_ego import load_charades_ego
+        return load_charades_ego(dataset_root, (split,)).videos[split]
     data_path = _require_dataset_dir(dataset_root, dataset)
     layout = detect_layout(data_path, dataset)
     paths: set[str] = set()

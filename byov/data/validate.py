@@ -184,6 +184,13 @@ def load_validated(dataset_root: str, dataset: str, splits: Sequence[str],
     splits = tuple(dict.fromkeys(splits))
     if not splits:
         raise ValueError("load_validated needs at least one split")
+    if dataset == "charades_ego":  # labels: {video id: (K,) multi-hot video-level target}
+        from byov.data.charades_ego import load_charades_ego
+        data = load_charades_ego(dataset_root, splits)
+        if frame_cache_dir is not None:
+            check_frame_cache_folders([v for s in splits for v in data.videos[s]], dataset_root,
+                                      dataset, frame_cache_dir)
+        return data.videos, data.targets()
     videos = {split: list_videos(dataset_root, dataset, split) for split in splits}
     labels = load_labels(dataset_root, dataset)
     label_path = os.path.join(dataset_path(dataset_root, dataset), LABEL_FILE)

@@ -134,7 +134,9 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
                    method=None, data: tuple[Mapping, Mapping] | None = None,
                    meta: Mapping | None = None, add_val_score: bool = False,
                    progress: bool = False) -> DownstreamResult:
-    """Embed the train and evaluated splits with one model and score them (see module doc).
+    """Embed the train and evaluated splits with one model and score them (see module doc);
+    for a dataset of the video-level protocol (`spec.eval.protocol == "video"`, Charades-Ego),
+    `byov.downstream.video_level.evaluate_video_model` does it.
 
     Args:
         spec: `byov.spec.DownstreamSpec` (the model's method spec, the protocol, the embedding
@@ -162,8 +164,14 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
 
     if sum(x is not None for x in (checkpoint, baseline, method)) != 1:
         raise ValueError("give exactly one of checkpoint, baseline and method")
+    if spec.eval.protocol == "video":  # Charades-Ego: pooled embeddings, probe, mAP
+        from byov.downstream.video_level import evaluate_video_model
+        return evaluate_video_model(spec, out_dir, checkpoint=checkpoint, baseline=baseline,
+                                    method=method, data=data, meta=meta, progress=progress,
+                                    embed_function=_embed_function)
     if baseline is not None and baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; valid: {', '.join(BASELINES)}")
+        raise ValueError(f"--baseline {baseline}: {baseline!r} is not a baseline of AE2's "
+                         f"frame-level tasks; valid: {', '.join(BASELINES)}")
     splits = ("train", spec.eval.split)
     mspec = _model_spec(spec, baseline)
     reads_frames = baseline != "time" and method_class(mspec.name).reads_frames(mspec)

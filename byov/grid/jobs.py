@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from byov.errors import ByovError
-from byov.spec import data_spec, feature_spec, schedule_spec
+from byov.spec import VIDEO_LEVEL_DATASETS, data_spec, feature_spec, schedule_spec
 
 LAUNCHERS = ("local", "torchrun", "slurm")
 CHECKPOINTS = ("best", "last")
@@ -62,7 +62,12 @@ BASELINES = {
     "time": BaselineSpec("time (frame index)", False, None),
     "frozen": BaselineSpec("frozen backbone features", False, ("--frozen_features",)),
     "random_init": BaselineSpec("random-init BYOV encoder", True, None),
+    "prior": BaselineSpec("chance (training class prior)", False, None),  # charades_ego only
 }
+# baselines that only mean something for one kind of dataset: t/L mean-pools to a constant per
+# video, and the class prior is a video-level (multi-label) baseline
+FRAME_LEVEL_ONLY = ("time",)
+VIDEO_LEVEL_ONLY = ("prior",)
 
 
 @dataclass
@@ -351,6 +356,11 @@ def make_jobs(grid: Grid, resolve: Callable[[list[str]], dict], caps: Capabiliti
                 argv += ["--seed", str(seed)] if seed is not None else []
                 argv += ["--output_dir", out]
                 config = resolve(argv)
+                video_level = data_spec(config).dataset in VIDEO_LEVEL_DATASETS
+                if name in (FRAME_LEVEL_ONLY if video_level else VIDEO_LEVEL_ONLY):
+                    note(f"note: baseline '{name}' skipped for {dataset}: it is "
+                         f"{'a frame-level' if video_level else 'a video-level'} baseline")
+                    break
                 eval_argv = argv + flags + ["--embed_dir", os.path.join(out, "eval"),
                                             "--json", os.path.join(out, "test_metrics.json")]
                 tag = name if seed is None else f"{name}_seed{seed}"

@@ -30,7 +30,16 @@ from byov.grid.jobs import BASELINES, Grid, GridError, Job
 COLUMNS = published.COLUMNS
 TITLES = ("F1 Reg", "F1 E2X", "F1 X2E", "mAP@10 Reg", "mAP@10 E2X", "mAP@10 X2E",
           "Progression", "τ")
-PERCENT = frozenset(COLUMNS[:6])  # x100 in the tables (F1 and mAP, as in the papers)
+# Charades-Ego (video-level protocol, byov/eval/video_level.py): mAP x100 per setting
+VIDEO_COLUMNS = ("map_regular", "map_ego2exo", "map_exo2ego")
+VIDEO_TITLES = ("mAP Reg", "mAP E2X", "mAP X2E")
+PERCENT = frozenset(COLUMNS[:6] + VIDEO_COLUMNS)  # x100 in the tables (as in the papers)
+
+
+def video_headline(metrics: dict) -> dict[str, float | None]:
+    """The 3 Charades-Ego columns of one evaluation (already x100 in the json)."""
+    vm = metrics.get("video_map") or {}
+    return {f"map_{s}": vm.get(s) for s in ("regular", "ego2exo", "exo2ego")}
 
 
 def headline(metrics: dict, dataset_key: str) -> dict[str, float | None]:
@@ -45,11 +54,12 @@ def headline(metrics: dict, dataset_key: str) -> dict[str, float | None]:
     return out
 
 
-def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict[str, Any]]:
+def aggregate(per_seed: list[dict[str, float | None]],
+              columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, Any]]:
     """{column: {mean, std, n, of, missing, per_seed}} over the defined (non-null, finite)
     values; `of` is the number of seeds, `missing` the positions (in per_seed) without one."""
     out = {}
-    for c in COLUMNS:
+    for c in columns:
         values = [r.get(c) for r in per_seed]
         ok = [v is not None and math.isfinite(v) for v in values]
         defined = [v for v, good in zip(values, ok) if good]
@@ -80,6 +90,8 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
     """The table (a json-able dict) of one dataset from its finished jobs."""
     from byov.grid.identity import short
     key = jobs[0].dataset_key
+    if key == "charades_ego":
+        return video_table(dataset, jobs, done, checkpoint)
     rows, notes = [], []
     groups: dict[tuple[str, str], list[Job]] = {}
     for job in jobs:
@@ -140,6 +152,45 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
             "columns": list(COLUMNS), "titles": list(TITLES), "rows": rows, "notes": notes}
 
 
+def video_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str) -> dict:
+    """`dataset_table` for Charades-Ego: mAP x100 in the three settings, the published rows of
+    BYOV §7.5 (byov.eval.video_level.PUBLISHED)."""
+    from byov.eval.video_level import PUBLISHED, PUBLISHED_SOURCE
+
+    rows, notes = [], []
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.kind, job.method), []).append(job)
+    for (kind, method), members in groups.items():
+        finished = [j for j in members if j.id in done]
+        missing = [j.name for j in members if j.id not in done]
+        if missing:
+            notes.append(f"not finished (left out): {', '.join(missing)}")
+        if not finished:
+            continue
+        per_seed = [video_headline(_load(j.metrics_path)) for j in finished]
+        title = method if kind == "train" else \
+            f"{BASELINES[method].title if method in BASELINES else method} (baseline)"
+        rows.append({"name": title, "kind": "ours" if kind == "train" else "baseline",
+                     "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
+                     "values": aggregate(per_seed, VIDEO_COLUMNS),
+                     "files": [j.metrics_path for j in finished]})
+    for name, values in PUBLISHED.items():
+        rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
+                     "seeds": [], "n": None, "source": PUBLISHED_SOURCE,
+                     "values": {c: {"mean": v, "std": None, "n": None, "per_seed": []}
+                                for c, v in zip(VIDEO_COLUMNS, values)}})
+    ckpt = ("best.pth (chosen on val), else last.pth" if checkpoint == "best"
+            else "last.pth")
+    notes.insert(0, "test split; mean ± sample std over seeds (n = seeds); video-level mAP x100 "
+                    "(mean-pooled embeddings, linear probe; classes without a positive test "
+                    f"video excluded); trained methods evaluated with {ckpt}; the published "
+                    "rows' split, class count and probe are not published")
+    return {"dataset": dataset, "dataset_key": "charades_ego", "config": jobs[0].config_path,
+            "columns": list(VIDEO_COLUMNS), "titles": list(VIDEO_TITLES), "rows": rows,
+            "notes": notes}
+
+
 def _cell(value: dict, column: str) -> str:
     mean, std = value["mean"], value["std"]
     of, n = value.get("of"), value.get("n")
@@ -158,13 +209,13 @@ def _round(value: float, digits: int) -> str:
     return str(decimal.Decimal(repr(value)).quantize(step, rounding=decimal.ROUND_HALF_UP))
 
 
-def format_rows(rows: list[dict]) -> str:
-    lines = ["| Method | n | " + " | ".join(TITLES) + " |",
-             "|---|---:|" + "---:|" * len(TITLES)]
+def format_rows(rows: list[dict], columns=COLUMNS, titles=TITLES) -> str:
+    lines = ["| Method | n | " + " | ".join(titles) + " |",
+             "|---|---:|" + "---:|" * len(titles)]
     for row in rows:
         n = "" if row["n"] is None else str(row["n"])
         lines.append(f"| {row['name']} | {n} | "
-                     + " | ".join(_cell(row["values"][c], c) for c in COLUMNS) + " |")
+                     + " | ".join(_cell(row["values"][c], c) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -174,7 +225,8 @@ def format_table(table: dict) -> str:
     if table["dataset_key"] != table["dataset"]:
         head += f" (dataset: {table['dataset_key']})"
     notes = "\n".join(f"- {n}" for n in table["notes"])
-    return f"{head}\n\n{format_rows(table['rows'])}\n\n{notes}\n"
+    return (f"{head}\n\n{format_rows(table['rows'], table['columns'], table['titles'])}"
+            f"\n\n{notes}\n")
 
 
 def average_section(tables: list[dict]) -> str:

@@ -270,6 +270,10 @@ def schedule_spec(config: Mapping) -> ScheduleSpec:
 
 
 # ------------------------------------------------------------------------------ evaluation
+# Datasets evaluated with the video-level protocol (Charades-Ego: mean-pooled embeddings, linear
+# probe, mAP; docs/charades_ego.md); every other dataset with AE2's frame-level tasks.
+VIDEO_LEVEL_DATASETS = ("charades_ego",)
+
 @dataclass(frozen=True)
 class EvalSpec:
     """The downstream protocol (docs/evaluation.md).
@@ -288,6 +292,9 @@ class EvalSpec:
     weights: str = "online"
     dataset: str = ""
     eval_task: str = "1234"  # as given (digits or names), for messages
+    protocol: str = "frame"  # "frame" (AE2's four tasks) or "video" (VIDEO_LEVEL_DATASETS)
+    probe_c: float = 1.0  # video-level probe: inverse L2 strength of the logistic regression
+    probe_max_iter: int = 1000  # video-level probe: lbfgs iterations per class
 
 
 def eval_spec(config: Mapping) -> EvalSpec:
@@ -302,7 +309,10 @@ def eval_spec(config: Mapping) -> EvalSpec:
                     every_n_epochs=config.get("ds_every_n_epoch", 0),
                     best_metric=config.get("best_metric", "val_score"),
                     weights=config.get("weights", "online"), dataset=config["dataset"],
-                    eval_task=str(config["eval_task"]))
+                    eval_task=str(config["eval_task"]),
+                    protocol="video" if config["dataset"] in VIDEO_LEVEL_DATASETS else "frame",
+                    probe_c=config.get("probe_c", 1.0),
+                    probe_max_iter=config.get("probe_max_iter", 1000))
 
 
 def embedding_settings(config: Mapping) -> dict:
@@ -387,7 +397,7 @@ def run_spec(config: Mapping) -> RunSpec:
 
 __all__ = ["AE2Spec", "ByovModelSpec", "DataSpec", "DownstreamSpec", "EMBEDDING_KEYS", "EvalSpec",
            "FeatureCacheSpec", "FrameEncoderSpec", "MACHINE_KEYS", "MethodSpec", "OptimSpec",
-           "RunSpec", "ScheduleSpec", "TokenMergeSpec", "ae2_spec", "byov_model_spec",
+           "RunSpec", "ScheduleSpec", "TokenMergeSpec", "VIDEO_LEVEL_DATASETS", "ae2_spec", "byov_model_spec",
            "data_spec", "default_feature_cache_dir", "downstream_spec", "embedding_settings", "eval_spec",
            "feature_spec", "frame_encoder_spec", "merge_spec", "method_spec", "optim_spec", "portable_config",
            "released_model_spec", "run_spec", "schedule_spec"]

@@ -59,6 +59,8 @@ KEY_CLASS: dict[str, str] = {
     # -- evaluation (eval_task and the time feature define the val metrics best.pth is chosen on)
     "ckpt": "free", "weights": "free", "eval_task": "resume", "eval_mode": "free",
     "few_shot": "free", "progression_time_feature": "resume",
+    # charades_ego's probe defines the val video mAP best.pth is chosen on
+    "probe_c": "resume", "probe_max_iter": "resume",
 }
 
 # the order of ARCH_KEYS is the one of the checks' messages

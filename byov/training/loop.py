@@ -113,8 +113,9 @@ def write_config(config: Mapping, path: str) -> None:
 
 def downstream(t: Training, out_dir: str) -> dict:
     """Embed train + val with the method's current weights (eval mode, fp32) and run the AE2
-    tasks on val (`byov.downstream.evaluate_model`); embeddings, metrics.json and metrics.md go
-    to out_dir. Returns the metrics, with `val_score`."""
+    tasks on val (`byov.downstream.evaluate_model`; the video-level protocol for Charades-Ego);
+    embeddings, metrics.json and metrics.md go to out_dir. Returns the metrics (AE2's tasks
+    with `val_score`)."""
     spec = t.downstream
     result = evaluate_model(spec, out_dir, method=t.method, data=(t.videos, t.labels),
                             meta={"dataset": spec.eval.dataset, "eval_split": "val",
@@ -123,7 +124,7 @@ def downstream(t: Training, out_dir: str) -> dict:
     return result.metrics
 
 
-CROSS_VIEW_GROUPS = ("classification_f1", "retrieval_map10")
+CROSS_VIEW_GROUPS = ("classification_f1", "retrieval_map10", "video_map")
 
 
 def flat_metrics(metrics: Mapping) -> dict:
@@ -140,7 +141,7 @@ def flat_metrics(metrics: Mapping) -> dict:
 
 def plain_metrics(metrics: Mapping | None, best: float | None) -> dict:
     keep = ("classification_f1", "retrieval_map10", "progression_r2",
-            "progression_r2_with_time_feature", "kendalls_tau", "val_score")
+            "progression_r2_with_time_feature", "kendalls_tau", "val_score", "video_map")
     out = {k: metrics[k] for k in keep if metrics and k in metrics}
     out["best"] = best
     return out

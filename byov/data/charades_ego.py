@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from byov.data.layout import DataError, Video, _find_in_folder, frame_count, is_video_file
+from byov.data.files import DataError, Video, find_in_folder, frame_count, is_video_file
 
 DATASET = "charades_ego"
 TRAIN_CSV = "CharadesEgo_v1_train.csv"
@@ -338,7 +338,7 @@ def load_charades_ego(dataset_root: str, splits) -> CharadesEgo:
         videos = []
         for row in rows:
             where = f"{os.path.join(base, csv_name)}, line {row.line} (id {row.id})"
-            path = _find_in_folder(video_dir, row.id + ".mp4", listing)
+            path = find_in_folder(video_dir, row.id + ".mp4", listing)
             if path is None or not is_video_file(path):
                 raise DataError(f"{where}: video {os.path.join(video_dir, row.id + '.mp4')} does "
                                 f"not exist; add it from the release or remove the row")

@@ -10,11 +10,9 @@ Protocol: docs/evaluation.md (AE2, Xue & Grauman, NeurIPS 2023; released evaluat
 """
 from __future__ import annotations
 
-import datetime
-import os
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from byov.downstream.result import DownstreamResult, default_meta
 from byov.eval.baselines import BASELINES
 from byov.eval.io import SplitData
 
@@ -39,20 +37,6 @@ def metric_value(metrics: Mapping, name: str) -> float | None:
     for part in name.split("."):
         node = node.get(part) if isinstance(node, Mapping) else None
     return node if isinstance(node, (int, float)) else None
-
-
-@dataclass
-class DownstreamResult:
-    """What `evaluate_model` returns.
-
-    metrics: the metrics dict (as in metrics.json); folder: the evaluation folder; embedded:
-    False when the folder's embeddings were reused; train, evl: the embedded splits.
-    """
-    metrics: dict
-    folder: str
-    embedded: bool
-    train: SplitData
-    evl: SplitData
 
 
 def score(train: SplitData, evl: SplitData, spec, progress: bool = False) -> dict:
@@ -198,13 +182,6 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
         metrics["val_score"] = val_score(metrics)
     write_metrics(out_dir, metrics, {**default_meta(spec, out_dir), **(meta or {})})
     return DownstreamResult(metrics, out_dir, made, train, evl)
-
-
-def default_meta(spec, out_dir: str) -> dict:
-    """What metrics.json records about an evaluation unless the caller says more."""
-    return {"dataset": spec.eval.dataset, "eval_split": spec.eval.split,
-            "embeddings": os.path.abspath(out_dir), "tasks": ",".join(spec.eval.tasks),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 __all__ = ["BASELINES", "DownstreamResult", "VAL_SCORE_KEYS", "default_meta", "evaluate_model",

@@ -133,7 +133,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
     """
     from byov.data.charades_ego import CLASSES_FILE, data_path, load_charades_ego, read_classes
     from byov.data.fingerprint import data_fingerprint
-    from byov.downstream.pipeline import DownstreamResult, default_meta
+    from byov.downstream.result import DownstreamResult, default_meta
 
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"--baseline {baseline} has no meaning for the video-level protocol "

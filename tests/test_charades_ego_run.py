@@ -70,7 +70,7 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
     assert "reusing the embeddings" in capsys.readouterr().out
 
     # the visual report: per-class AP and a few test videos with their top predicted classes
-    from byov.report.__main__ import main as report_main
+    from byov.cli.report import main as report_main
     from byov.report.video_level import build_video_level_report
     res = build_video_level_report(run, n_videos=2, n_strip=3, baselines=False)
     with open(res.index, encoding="utf-8") as f:
@@ -87,7 +87,9 @@ def test_train_pick_best_on_val_map_then_evaluate(ce_root, tiny_clip_dir, tmp_pa
 
 def test_baselines(ce_root, tiny_clip_dir, tmp_path, capsys):
     import evaluate
-    common = _args(ce_root, tiny_clip_dir, tmp_path, probe_max_iter=200)
+    from utils.config import argv_for
+    # the training arguments, without the flags evaluate.py refuses (as scripts/run.sh forwards)
+    common = argv_for("evaluate", _args(ce_root, tiny_clip_dir, tmp_path, probe_max_iter=200))
     prior = evaluate.main(common + ["--baseline", "prior"])
     targets = np.load(str(tmp_path / "run" / "eval" / "baseline_prior" / "test_targets.npy"))
     present = targets.any(0)

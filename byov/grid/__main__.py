@@ -1,4 +1,5 @@
 """`python -m byov.grid`: the command-line front end lives in `byov.cli.grid`."""
 from byov.cli.grid import run
 
-run()
+if __name__ == "__main__":
+    run()

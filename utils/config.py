@@ -119,6 +119,8 @@ class Config:
     output_dir: str = _key("logs/run", "the run folder (config, logs, checkpoints, eval)")
     device: str = _key("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _key("bf16", "training autocast on CUDA: bf16, fp16 or fp32; CPU runs fp32")
+    compile: bool = _key(False, "torch.compile the trainable model (train.py) and the backbone "
+                                "(feature extraction); docs/gpu.md")
     resume: str = _key("", "continue a run: auto (<output_dir>/checkpoints/last.pth) or a path")
     save_every: int = _key(10, "write checkpoints/epoch_XXXX.pth every this many epochs")
     ds_every_n_epoch: int = _key(10, "downstream val evaluation every this many epochs; 0 = none")

@@ -259,7 +259,9 @@ def expected_for_config(config: Mapping, kind: str, frame_encoder=None) -> dict:
         with torch.random.fork_rng(devices=[]):
             frame_encoder = build_frame_encoder_from_config(config)
     k = tokens_to_keep(config, frame_encoder.num_patches) if kind == "merged" else None
-    _EXPECTED[key] = expected_manifest(frame_encoder, kind, config["feature_dtype"], k)
+    # compute=None: a reader accepts the cache's own extraction precision (fp32 or bf16)
+    _EXPECTED[key] = expected_manifest(frame_encoder, kind, config["feature_dtype"], k,
+                                       compute=None)
     return _EXPECTED[key]
 
 

@@ -141,6 +141,9 @@ def main(argv=None) -> dict:
         parser.error("give exactly one of --embeddings DIR, --ckpt PATH or --baseline NAME")
     if cfg.ckpt:
         cfg, args = checkpoint_config(argv, parser, cfg.ckpt)
+    if cfg.ckpt or args.baseline not in (None, "time"):  # a missing GPU stops here, first
+        from byov.distributed import resolve_device
+        resolve_device(cfg.device)
     from byov.eval import evaluate_embeddings, parse_tasks
     from byov.embedding import embed_config_to_folder
     from byov.eval.progression import headline_uses_time_feature

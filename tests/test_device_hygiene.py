@@ -149,3 +149,15 @@ def test_train_with_device_cuda_without_cuda_fails_at_start_up(tmp_path):
     assert "error: --device cuda asked for CUDA, but torch sees no CUDA device" in proc.stderr
     assert "Traceback" not in proc.stderr  # a message, not a crash
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+def test_evaluate_with_device_cuda_without_cuda_fails_before_any_work(tmp_path, monkeypatch):
+    import evaluate
+    from byov.distributed import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="--device cuda asked for CUDA"):
+        evaluate.main(["--baseline", "random_init", "--device", "cuda", "--dataset", "synthetic",
+                       "--dataset_root", str(tmp_path / "data"),
+                       "--output_dir", str(tmp_path / "run")])
+    assert list(tmp_path.iterdir()) == []

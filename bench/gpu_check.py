@@ -264,13 +264,13 @@ def check_extract(ctx: dict, backbone: str, precision: str) -> dict:
 
     bare()  # warm-up: kernels, autotuning
     bare_s = min(bare(), bare())
-    del images
+    images = None  # free the device copy before the pipeline runs
     _reset_peak(device)
     k = num_selected_tokens(enc.num_patches, 0.3)
-    stats = extract_videos(videos, source, enc, os.path.join(ctx["tmp"], f"x_{backbone}_{precision}"),
-                           ("tokens", "merged"), "fp16", k, batch_size=batch,
-                           num_workers=s["workers"], device=device, progress=False,
-                           precision=precision)
+    cache = os.path.join(ctx["tmp"], f"x_{backbone}_{precision}")
+    stats = extract_videos(videos, source, enc, cache, ("tokens", "merged"), "fp16", k,
+                           batch_size=batch, num_workers=s["workers"], device=device,
+                           progress=False, precision=precision)
     if stats["frames"] != n:
         raise RuntimeError(f"extracted {stats['frames']} frames of {n}")
     bare_fps, pipe_fps = n / bare_s, stats["frames_per_s"]

@@ -7,9 +7,7 @@ finite, every gradient finite, and the difference within the tolerance written i
 (measured on these tiny models, then given about 3x headroom). Tiny models only: bf16 matmuls
 are emulated, hence slow, on CPUs without bf16 instructions.
 """
-import os
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate

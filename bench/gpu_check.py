@@ -132,18 +132,25 @@ def _peak_gib(device: torch.device):
         else None
 
 
+def _version(fn):
+    """A version lookup that may not exist in this build: its value, or why not."""
+    try:
+        value = fn()
+    except Exception as e:  # noqa: BLE001 - reported as the value
+        return f"unavailable ({type(e).__name__})"
+    return ".".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+
+
 def environment(device: torch.device) -> dict:
     env = {"device": str(device), "torch": torch.__version__, "cuda_build": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+           "cudnn": _version(torch.backends.cudnn.version),
            "python": platform.python_version(), "cpu_threads": torch.get_num_threads()}
     if device.type == "cuda":
         prop = torch.cuda.get_device_properties(device)
         env.update(gpu=prop.name, gpu_memory_gib=round(prop.total_memory / 2**30, 1),
                    capability=f"{prop.major}.{prop.minor}", bf16=torch.cuda.is_bf16_supported(),
-                   driver_cuda=torch._C._cuda_getDriverVersion()
-                   if hasattr(torch._C, "_cuda_getDriverVersion") else None,
-                   nccl=".".join(map(str, torch.cuda.nccl.version()))
-                   if torch.distributed.is_nccl_available() else None)
+                   gpus_visible=torch.cuda.device_count(),
+                   nccl=_version(torch.cuda.nccl.version))
     return env
 
 
@@ -151,7 +158,9 @@ def environment(device: torch.device) -> dict:
 def save_clips(folder: str, size: str) -> dict:
     """Random-init CLIP vision towers saved with save_pretrained: {name: directory}."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     out = {}
     for name, cfg in CLIPS[size].items():
         path = os.path.join(folder, name)
@@ -435,4 +444,8 @@ def table(check: Check) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from byov.distributed import DeviceError
+    try:
+        sys.exit(main())
+    except DeviceError as e:  # e.g. --device cuda here without a GPU: the fix, not a traceback
+        sys.exit(f"gpu_check: error: {e}")

@@ -42,3 +42,12 @@ def test_gpu_check_tiny_on_cpu_runs_every_check(tmp_path):
     # the table lists every figure
     for name in CHECKS:
         assert f"\n{name} " in proc.stdout
+
+
+def test_gpu_check_without_a_gpu_says_so_at_start_up():
+    proc = subprocess.run([sys.executable, "bench/gpu_check.py"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**subprocess_env(), "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 1
+    assert "gpu_check: error: --device cuda asked for CUDA, but torch sees no CUDA device" in \
+        proc.stderr and "Traceback" not in proc.stderr

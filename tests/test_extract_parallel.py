@@ -108,11 +108,21 @@ def test_bf16_extraction_is_recorded_and_never_mixed_with_fp32(synthetic_root, t
         assert json.load(f)["compute"] == "fp32"
     with pytest.raises(FeatureCacheError, match="compute: cache has 'bf16', this run needs 'fp32'"):
         main(_cli_args(synthetic_root, tiny_clip_dir, frames, c16, *args))
-    for v in list_videos(os.path.dirname(synthetic_root), "synthetic", "val"):
+    # training reads the bf16 cache, and the entries it adds (test split) are computed in bf16
+    from byov.features import ensure_feature_cache, feature_source
+    from utils.config import load_config, to_dict
+    cfg = to_dict(load_config(_cli_args(synthetic_root, tiny_clip_dir, frames, c16)[1:]
+                              + ["--features", "tokens"])[0])
+    test = list_videos(os.path.dirname(synthetic_root), "synthetic", "test")
+    assert ensure_feature_cache(cfg, test, progress=False)["videos"] == 2
+    assert feature_source(cfg).manifest["compute"] == "bf16"
+    main(_cli_args(synthetic_root, tiny_clip_dir, frames, c32, "--splits", "test", "--kind",
+                   "tokens"))
+    for v in list_videos(os.path.dirname(synthetic_root), "synthetic", "val") + test:
         lo = np.load(entry_paths(c16, "tokens", v)[0])
         hi = np.load(entry_paths(c32, "tokens", v)[0])
         assert not np.array_equal(lo, hi)  # bf16 really ran
-        # docs/gpu.md: bf16 tokens of the (LayerNorm-ed) CLIP output within 0.1 of fp32
+        # bf16 tokens of the tiny (LayerNorm-ed) CLIP output within 0.1 of fp32
         assert np.abs(lo - hi).max() < 0.1, np.abs(lo - hi).max()
 
 

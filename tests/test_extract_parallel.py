@@ -137,3 +137,22 @@ def test_extraction_on_missing_cuda_fails_before_writing(synthetic_root, tiny_cl
     with pytest.raises(DeviceError, match="--device cuda asked for CUDA.*--device cpu"):
         main(args)
     assert not os.path.exists(tmp_path / "c") and not os.path.exists(tmp_path / "f")
+
+
+def test_channels_last_forward_matches_the_default(tiny_clip_dir):
+    """--channels_last changes memory layout only: the tokens agree to float32 rounding."""
+    from byov.features.pipeline import BackendForward
+    from byov.models.frame_encoders import build_frame_encoder
+
+    enc = build_frame_encoder("clip", tiny_clip_dir, input_size=32)
+    parts = [torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+             for i in range(2)]
+    cpu = torch.device("cpu")
+    plain, ready = BackendForward(enc, cpu)(parts)
+    ready()
+    with torch.no_grad():
+        assert torch.equal(plain, enc(torch.cat(parts)))  # the default is the plain call
+    nhwc, _ = BackendForward(enc, cpu, channels_last=True)(parts)
+    torch.testing.assert_close(nhwc, plain, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="extraction precision"):
+        BackendForward(enc, cpu, precision="fp16")

@@ -153,6 +153,9 @@ def main(argv=None) -> dict:
     ckfile = None
     if cfg.ckpt:
         cfg, args, ckfile = checkpoint_config(argv, parser, cfg.ckpt)
+    if cfg.ckpt or args.baseline not in (None, "time"):  # a missing GPU stops here, first
+        from byov.distributed import resolve_device
+        resolve_device(cfg.device)
     from byov.eval.tables import format_table, to_json, write_metrics
     from byov.spec import downstream_spec, eval_spec
     from byov.writable import probe_writable, writing

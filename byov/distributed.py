@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from byov.errors import ByovError
+
 PRECISIONS = ("bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -39,6 +41,10 @@ class DistInfo:
     is_main: bool
     distributed: bool
     backend: str  # "nccl" | "gloo" | "" (single process)
+
+
+class DeviceError(ByovError, RuntimeError):
+    """The asked-for device does not exist here (e.g. --device cuda without a CUDA device)."""
 
 
 def _env_int(name: str) -> int:
@@ -59,9 +65,9 @@ def _resolve_device(device: str, local_rank: int, distributed: bool) -> torch.de
         return torch.device("cpu")
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {device} asked for CUDA, but torch sees no CUDA device "
-                               f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
-                               f"use --device cpu or --device auto")
+            raise DeviceError(f"--device {device} asked for CUDA, but torch sees no CUDA device "
+                              f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                              f"use --device cpu or --device auto")
         if device == "cuda":
             index = local_rank
         else:
@@ -73,11 +79,24 @@ def _resolve_device(device: str, local_rank: int, distributed: bool) -> torch.de
                 raise ValueError(f"--device {device} under torchrun: each process uses the GPU of "
                                  f"its LOCAL_RANK ({local_rank}); pass --device cuda or auto")
         if index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: CUDA device {index} does not exist "
+            raise DeviceError(f"--device {device}: CUDA device {index} does not exist "
                              f"({torch.cuda.device_count()} visible; check CUDA_VISIBLE_DEVICES "
                              f"and --nproc_per_node)")
         return torch.device(f"cuda:{index}")
     raise ValueError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(device: str) -> torch.device:
+    """The device `device` ('auto' | 'cpu' | 'cuda' | 'cuda:N') names for this process (under
+    torchrun: its LOCAL_RANK's GPU), checked before any work starts.
+
+    Raises:
+        DeviceError: CUDA asked for but absent, or a GPU index that does not exist.
+        ValueError: anything else than auto, cpu, cuda or cuda:N.
+    """
+    distributed = all(v in os.environ for v in _TORCHRUN_VARS)
+    local_rank = _env_int("LOCAL_RANK") if distributed else 0
+    return _resolve_device(device, local_rank, distributed)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -179,6 +179,8 @@ class Config:
     device: str = _key("auto", "auto, cpu, cuda or cuda:N", RUN, "train evaluate extract")
     precision: str = _key("bf16", "training autocast on CUDA: bf16, fp16 or fp32; CPU runs fp32",
                           TRAINING_RUN, "train")
+    compile: bool = _key(False, "torch.compile the trainable model (train.py) and the backbone "
+                                "(feature extraction); docs/gpu.md", TRAINING_RUN, "train extract")
     resume: str = _key("", "continue a run: auto (<output_dir>/checkpoints/last.pth) or a path",
                        TRAINING_RUN, "train")
     save_every: int = _key(10, "write checkpoints/epoch_XXXX.pth every this many epochs",

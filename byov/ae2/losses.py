@@ -16,6 +16,8 @@ the objective is named exactly (released: substring of `--loss`, see objective_f
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from byov.ae2.dtw import dtw_consistency_loss, dtw_contrastive_loss, dtw_loss
@@ -68,7 +70,34 @@ def alignment_loss(objective: str, embeddings: torch.Tensor, steps: torch.Tensor
         (loss, loss2), 0-d tensors on the embeddings' device.
     Raises:
         ValueError: unknown objective or missing / misshaped inputs for it.
+
+    Under autocast (the bf16 GPU default) the objective itself runs in float32 with autocast off:
+    soft-DTW refuses half precision (its log-sum-exp recursion loses the small cost
+    differences), and the similarity matmuls would otherwise be cast down. The embedder before
+    it still runs in bf16. Without autocast nothing changes (fp32 in, fp32 out).
     """
+    with _autocast_off(embeddings.device.type):
+        return _alignment_loss(objective, embeddings.float(), steps, seq_lens, pos_steps,
+                               global_step, scale_factor=scale_factor, tcc_temp=tcc_temp,
+                               dtw_ratio=dtw_ratio, dtw_beta=dtw_beta, cyclic=cyclic,
+                               first_half=first_half, generator=generator,
+                               dtw_l2_normalize=dtw_l2_normalize, tcc_symmetric=tcc_symmetric,
+                               vava_released_inter=vava_released_inter)
+
+
+def _autocast_off(device_type: str):
+    """Autocast switched off for `device_type` while it is on; nothing otherwise (also for
+    device types autocast does not know, e.g. meta)."""
+    try:
+        on = torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        on = False
+    return torch.autocast(device_type, enabled=False) if on else contextlib.nullcontext()
+
+
+def _alignment_loss(objective, embeddings, steps, seq_lens, pos_steps, global_step, *,
+                    scale_factor, tcc_temp, dtw_ratio, dtw_beta, cyclic, first_half, generator,
+                    dtw_l2_normalize, tcc_symmetric, vava_released_inter):
     if objective == "tcc":
         return tcc_loss(embeddings, steps, seq_lens, temperature=tcc_temp, symmetric=tcc_symmetric)
     if objective == "dtw":

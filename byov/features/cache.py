@@ -248,7 +248,8 @@ def expected_for_spec(spec, kind: str, frame_encoder=None) -> dict:
         with torch.random.fork_rng(devices=[]):
             frame_encoder = frame_encoder_from_spec(enc)
     k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if kind == "merged" else None
-    _EXPECTED[key] = expected_manifest(frame_encoder, kind, spec.dtype, k)
+    # compute=None: a reader accepts the cache's own extraction precision (fp32 or bf16)
+    _EXPECTED[key] = expected_manifest(frame_encoder, kind, spec.dtype, k, compute=None)
     return _EXPECTED[key]
 
 

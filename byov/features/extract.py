@@ -6,6 +6,10 @@ runs the backbone on fixed-size batches of frames that span video boundaries. A 
 to temp files renamed into place once it is complete, then its done marker is written: a rerun
 skips finished videos and redoes unfinished ones, and those whose video changed since (content
 fingerprint). `ensure_feature_cache` is the same pass for the entries a training run lacks.
+
+To keep a GPU busy (byov.features.pipeline, docs/gpu.md): loader batches are pinned and uploaded
+without blocking, a writer thread does STM, conversion and file writes while the next batch runs,
+and under torchrun each rank extracts its share of the videos into the one cache.
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ from tqdm import tqdm
 from byov.features.cache import (ArrayWriter, cache_kind, check_writable, entry_paths,
                                  entry_state, expected_for_spec, video_stamp)
 from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, check_manifest,
-                                    expected_manifest, manifest_path, open_manifest,
-                                    read_manifest)
+                                    expected_manifest, found_compute, manifest_path,
+                                    open_manifest, read_manifest)
 from byov.models.stm import selective_token_merge
 
 
@@ -70,9 +74,11 @@ class StreamMerge:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; CUDA that is absent is refused here,
+    before any file is written (byov.distributed.resolve_device)."""
+    from byov.distributed import resolve_device
+
+    return resolve_device(str(device))
 
 
 class _Job:
@@ -123,28 +129,51 @@ class _Job:
 def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
                    kinds: Sequence[str] = KINDS, dtype: str = "fp16", k: int | None = None,
                    batch_size: int = 64, num_workers: int = 2,
-                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
+                   device: str | torch.device = "cpu", progress: bool = True, *,
+                   precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                   shard: tuple[int, int] = (0, 1)) -> dict:
     """Cache the features of `videos` (Video records) under `cache_dir`.
 
     Args:
         source: gives pixels, `.load(video, indices) -> (n, 3, S, S)` (a `data.FrameSource`).
-        frame_encoder: the frozen FrameEncoder; run in float32.
+        frame_encoder: the frozen FrameEncoder (moved to `device`).
         kinds: "tokens" and/or "merged". dtype: fp16 | fp32 on disk.
         k: tokens kept per frame by STM (needed for "merged").
         batch_size: frames per backbone forward (batches span video boundaries).
+        num_workers: DataLoader processes that read and preprocess frames (pinned on CUDA).
+        precision: backbone compute, "fp32" (released numerics) or "bf16" (autocast); recorded
+            in the manifest as `compute`, so one cache never mixes the two.
+        channels_last, compile: see `pipeline.BackendForward`.
+        shard: (rank, world_size): this process extracts `pipeline.shard_videos`' share of
+            `videos`. With world_size > 1 a torch.distributed group must be initialised: rank 0
+            writes the manifests, the others check them after a barrier; every rank writes its
+            own entries (temp file + rename, then the done marker), so they never collide.
     Returns:
-        {"videos", "skipped", "frames", "seconds", "frames_per_s", "cache_dir"}.
+        {"videos", "skipped", "frames", "seconds", "frames_per_s", "cache_dir"} of this rank.
     Raises:
         FeatureCacheError: manifest mismatch, damaged entry, unwritable folder or full disk.
     """
+    from byov import distributed as D
+    from byov.features.pipeline import BackendForward, BackgroundWriter, shard_videos
+
     kinds = tuple(dict.fromkeys(kinds))
     if not kinds or any(kind not in KINDS for kind in kinds):
         raise ValueError(f"kinds must be a non-empty subset of {KINDS}; got {kinds}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    rank, world_size = shard
+    device = _device(device)
     check_writable(cache_dir)
-    for kind in kinds:
-        open_manifest(cache_dir, expected_manifest(frame_encoder, kind, dtype, k), create=True)
+    expected = {kind: expected_manifest(frame_encoder, kind, dtype, k, compute=precision)
+                for kind in kinds}
+    if rank == 0:
+        for kind in kinds:
+            open_manifest(cache_dir, expected[kind], create=True)
+    if world_size > 1:
+        D.barrier()  # the manifests exist before any rank reads them or writes an entry
+        for kind in kinds:
+            open_manifest(cache_dir, expected[kind])
+    videos = shard_videos(videos, rank, world_size)
     n, d, dt = frame_encoder.num_patches, frame_encoder.dim, DTYPES[dtype]
     layout = {"tokens": (n, d), "merged": (d,)}
     todo = []
@@ -156,27 +185,18 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
     total = sum(v.num_frames for v, _ in todo)
     stats = {"videos": len(todo), "skipped": len(videos) - len(todo), "frames": total,
              "cache_dir": cache_dir}
-    device = _device(device)
     frame_encoder = frame_encoder.to(device).eval()
+    forward = BackendForward(frame_encoder, device, precision, channels_last, compile)
     loader = DataLoader(_VideoPieces([v for v, _ in todo], source, batch_size), batch_size=None,
-                        num_workers=min(num_workers, len(todo)))
-    jobs: dict[int, _Job] = {}
+                        num_workers=min(num_workers, len(todo)),
+                        pin_memory=device.type == "cuda")
+    jobs: dict[int, _Job] = {}  # touched by the writer thread only
     pending: deque = deque()  # (video index, start, pixels) not yet through the backbone
     bar = tqdm(total=total, unit="frame", desc="extract features", disable=not progress,
                smoothing=0.1)
 
-    def run_batch(size: int) -> None:
-        parts, segs = [], []
-        while size:
-            vi, start, x = pending.popleft()
-            if len(x) > size:  # split the piece: the rest waits for the next batch
-                pending.appendleft((vi, start + size, x[size:]))
-                x = x[:size]
-            parts.append(x)
-            segs.append((vi, start, len(x)))
-            size -= len(x)
-        with torch.no_grad():
-            tokens = frame_encoder(torch.cat(parts).to(device)).float().cpu()
+    def write(segs: list, tokens: torch.Tensor, ready) -> None:
+        ready()  # the device -> host copy has landed
         offset = 0
         for vi, start, m in segs:
             if vi not in jobs:
@@ -188,17 +208,31 @@ def extract_videos(videos: Sequence, source, frame_encoder, cache_dir: str,
             offset += m
         bar.update(offset)
 
+    def run_batch(size: int, writer: BackgroundWriter) -> None:
+        parts, segs = [], []
+        while size:
+            vi, start, x = pending.popleft()
+            if len(x) > size:  # split the piece: the rest waits for the next batch
+                pending.appendleft((vi, start + size, x[size:]))
+                x = x[:size]
+            parts.append(x)
+            segs.append((vi, start, len(x)))
+            size -= len(x)
+        tokens, ready = forward(parts)
+        writer.submit(lambda: write(segs, tokens, ready))
+
     t0 = time.perf_counter()
     try:
-        buffered = 0
-        for vi, start, x in loader:
-            pending.append((vi, start, x))
-            buffered += len(x)
-            while buffered >= batch_size:
-                run_batch(batch_size)
-                buffered -= batch_size
-        if buffered:
-            run_batch(buffered)
+        with BackgroundWriter(depth=2) as writer:  # writes overlap the next forward
+            buffered = 0
+            for vi, start, x in loader:
+                pending.append((vi, start, x))
+                buffered += len(x)
+                while buffered >= batch_size:
+                    run_batch(batch_size, writer)
+                    buffered -= batch_size
+            if buffered:
+                run_batch(buffered, writer)
     finally:
         bar.close()
         for job in jobs.values():
@@ -224,14 +258,17 @@ def _require_frozen(spec, fix: str) -> None:
 
 def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
                    kinds: Sequence[str] = KINDS, frame_encoder=None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, *, precision: str = "fp32",
+                   channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> dict:
     """`extract_videos` for the videos of `splits`, with the settings of `byov.spec.
     FeatureCacheSpec` `spec` (cache folder, dtype, backbone, K, chunk_size frames per batch,
-    num_workers, device)."""
+    num_workers, device, compile); precision, channels_last and shard as in
+    `extract_videos`."""
     from byov.data.layout import list_videos
     from byov.models.backbones import frame_encoder_from_spec
 
     _require_frozen(spec, "pass --freeze_base")
+    _device(spec.device)  # a missing GPU fails before the backbone is loaded
     check_writable(spec.cache_dir)  # before the backbone is loaded
     videos = [v for split in splits for v in list_videos(spec.data.root, spec.data.dataset, split)]
     if frame_encoder is None:
@@ -239,7 +276,8 @@ def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
     k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if "merged" in kinds else None
     return extract_videos(videos, _pixel_source(spec, frame_encoder), frame_encoder,
                           spec.cache_dir, kinds, spec.dtype, k, spec.chunk_size,
-                          spec.num_workers, spec.device, progress)
+                          spec.num_workers, spec.device, progress, precision=precision,
+                          channels_last=channels_last, compile=spec.compile, shard=shard)
 
 
 def missing_entries(spec, videos: Sequence, frame_encoder=None) -> list:
@@ -303,9 +341,10 @@ def ensure_feature_cache(spec, videos: Sequence, frame_encoder=None,
         with torch.random.fork_rng(devices=[]):  # seeded runs do not shift
             frame_encoder = frame_encoder_from_spec(spec.encoder)
     k = spec.merge.tokens_to_keep(frame_encoder.num_patches) if kind == "merged" else None
+    found = read_manifest(spec.cache_dir, kind)  # entries added keep the cache's own precision
     stats = extract_videos(todo, _pixel_source(spec, frame_encoder), frame_encoder,
-                           spec.cache_dir, (kind,),
-                           spec.dtype, k, spec.chunk_size, spec.num_workers, spec.device,
-                           progress)
+                           spec.cache_dir, (kind,), spec.dtype, k, spec.chunk_size,
+                           spec.num_workers, spec.device, progress,
+                           precision=found_compute(found) if found else "fp32")
     stats["skipped"] += len(videos) - len(todo)
     return stats

@@ -26,7 +26,10 @@ FORMAT_VERSION = 2
 KINDS = ("tokens", "merged")
 DTYPES = {"fp16": np.dtype(np.float16), "fp32": np.dtype(np.float32)}
 MATCH_FIELDS = ("format_version", "kind", "backbone", "weights_hash", "input_size",
-                "preprocessing", "dtype", "token_layout", "stm")
+                "preprocessing", "dtype", "token_layout", "stm", "compute")
+# the backbone's compute precision during extraction; manifests written before it was recorded
+# were computed in fp32
+COMPUTES = ("fp32", "bf16")
 # what a torch loader reads from a weights folder, most preferred first (as transformers does)
 _WEIGHT_SUFFIXES = ((".safetensors",), (".bin", ".pt", ".pth", ".ckpt"))
 _HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> digest, so a rerun does not rehash
@@ -129,11 +132,16 @@ def library_versions() -> dict:
     return out
 
 
-def expected_manifest(frame_encoder, kind: str, dtype: str, k: int | None = None) -> dict:
+def expected_manifest(frame_encoder, kind: str, dtype: str, k: int | None = None,
+                      compute: str | None = "fp32") -> dict:
     """The manifest a `kind` cache of `frame_encoder`'s features in `dtype` (fp16 | fp32) has.
 
     k: tokens kept per frame by STM; required for `merged` (its features depend on it).
+    compute: the backbone's precision during extraction (fp32 | bf16); None = any (a reader,
+    which accepts the cache's own; extraction always names one, so a cache never mixes them).
     """
+    if compute is not None and compute not in COMPUTES:
+        raise ValueError(f"unknown extraction precision {compute!r}; valid: {', '.join(COMPUTES)}")
     if kind not in KINDS:
         raise ValueError(f"unknown feature cache kind {kind!r}; valid: {', '.join(KINDS)}")
     if dtype not in DTYPES:
@@ -152,6 +160,7 @@ def expected_manifest(frame_encoder, kind: str, dtype: str, k: int | None = None
         "dtype": DTYPES[dtype].name,
         "token_layout": [n, d] if kind == "tokens" else [d],
         "stm": None if kind == "tokens" else {"k": int(k), "frames": "adjacent"},
+        "compute": compute,
         "versions": library_versions(),
     }
 
@@ -162,12 +171,15 @@ def manifest_path(cache_dir: str, kind: str) -> str:
 
 def _extract_hint(kind: str) -> str:
     return (f"python -m byov.features extract --config <your config> --kind {kind} "
-            f"(same --backbone, --vision_encoder_path, --input_size, --feature_dtype)")
+            f"(same --backbone, --vision_encoder_path, --input_size, --feature_dtype, "
+            f"--extract_precision)")
 
 
 def check_manifest(found: dict, expected: dict, path: str) -> None:
     """Raise FeatureCacheError naming each field where `found` differs from `expected`."""
-    diffs = [f for f in MATCH_FIELDS if found.get(f) != expected.get(f)]
+    found = {**found, "compute": found_compute(found)}
+    diffs = [f for f in MATCH_FIELDS if found.get(f) != expected.get(f)
+             and not (f == "compute" and expected.get(f) is None)]
     if diffs:
         detail = "; ".join(f"{f}: cache has {found.get(f)!r}, this run needs {expected.get(f)!r}"
                            for f in diffs)
@@ -182,6 +194,11 @@ def check_manifest(found: dict, expected: dict, path: str) -> None:
         warnings.warn(f"feature cache {path} was written with other library versions "
                       f"({', '.join(changed)}); reusing it (results may differ in the last bits)",
                       stacklevel=2)
+
+
+def found_compute(manifest: dict) -> str:
+    """The extraction precision of a cache's manifest (fp32 when it predates the field)."""
+    return manifest.get("compute") or "fp32"
 
 
 def read_manifest(cache_dir: str, kind: str) -> dict | None:

@@ -107,7 +107,8 @@ class FeatureCacheSpec:
 
     kind: what training reads: "fly" (frames, released), "tokens" or "merged".
     cache_dir: the cache folder (absolute). dtype: "fp16" or "fp32".
-    chunk_size: frames per backbone forward; num_workers: decode workers; device: extraction.
+    chunk_size: frames per backbone forward; num_workers: decode workers; device: extraction;
+    compile: torch.compile the backbone for extraction.
     """
     kind: str
     dtype: str
@@ -118,6 +119,7 @@ class FeatureCacheSpec:
     chunk_size: int = 64
     num_workers: int = 0
     device: str = "auto"
+    compile: bool = False  # torch.compile the backbone for extraction (docs/gpu.md)
 
 
 def feature_spec(config: Mapping) -> FeatureCacheSpec:
@@ -127,7 +129,8 @@ def feature_spec(config: Mapping) -> FeatureCacheSpec:
     return FeatureCacheSpec(kind=config["features"], dtype=config["feature_dtype"],
                             cache_dir=cache_dir, encoder=encoder, merge=merge_spec(config),
                             data=data, chunk_size=int(config["encode_chunk_size"]),
-                            num_workers=int(config["num_workers"]), device=config["device"])
+                            num_workers=int(config["num_workers"]), device=config["device"],
+                            compile=bool(config.get("compile", False)))
 
 
 # ---------------------------------------------------------------------------------- methods

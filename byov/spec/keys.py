@@ -53,7 +53,8 @@ KEY_CLASS: dict[str, str] = {
     "lr_schedule": "resume", "warmup_epochs": "resume", "min_lr": "resume",
     "grad_clip": "resume", "steps_per_epoch": "resume",
     # -- run
-    "output_dir": "free", "device": "applied", "precision": "applied", "resume": "free",
+    "output_dir": "free", "device": "applied", "precision": "applied", "compile": "applied",
+    "resume": "free",
     "save_every": "free", "ds_every_n_epoch": "free", "best_metric": "resume",
     "log_every": "free",
     # -- evaluation (eval_task and the time feature define the val metrics best.pth is chosen on)

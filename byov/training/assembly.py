@@ -273,6 +273,9 @@ def build_training(config: dict, info: D.DistInfo) -> Training:
     elif run.init_from:
         load_initial_weights(method, run.init_from, config)
 
+    if config.get("compile"):  # in place: state_dict keys and checkpoints are unchanged
+        from byov.compiling import compile_trainable
+        print(f"[rank {info.rank}] torch.compile: {', '.join(compile_trainable(method))}")
     module = method
     if info.distributed:
         module = torch.nn.parallel.DistributedDataParallel(

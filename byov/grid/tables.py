@@ -89,10 +89,56 @@ def _identity(job: Job) -> dict:
 def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str) -> dict:
     """The table (a json-able dict) of one dataset from its finished jobs."""
     from byov.grid.identity import short
+    from byov.spec import VIDEO_LEVEL_DATASETS
+
     key = jobs[0].dataset_key
-    if key == "charades_ego":
-        return video_table(dataset, jobs, done, checkpoint)
-    rows, notes = [], []
+    video = key in VIDEO_LEVEL_DATASETS
+    notes: list[str] = []
+    columns, titles = (VIDEO_COLUMNS, VIDEO_TITLES) if video else (COLUMNS, TITLES)
+    rows = _result_rows(jobs, done, (lambda m: video_headline(m)) if video
+                        else (lambda m: headline(m, key)), columns, titles, notes)
+    made = sorted({short(r["identity"]) for r in rows if r.get("identity")})
+    if made:
+        notes.append(f"results made with {' | '.join(made)}")
+    ckpt = ("best.pth where the run wrote one, else last.pth (which one per seed: below)"
+            if checkpoint == "best" else "last.pth")
+    if video:
+        from byov.eval.video_level import PUBLISHED, PUBLISHED_SOURCE
+        rows += [_published_row(name, PUBLISHED_SOURCE, dict(zip(VIDEO_COLUMNS, values)))
+                 for name, values in PUBLISHED.items()]
+        notes.insert(0, "test split; mean ± sample std over seeds (n = seeds); video-level mAP "
+                        "x100 (mean-pooled embeddings, linear probe; classes without a positive "
+                        f"test video excluded); trained methods evaluated with {ckpt}; the "
+                        "published rows' split, class count and probe are not published")
+    else:
+        rows += [_published_row(name, published.BYOV_TABLE1_SOURCE, values)
+                 for name, values in published.published_rows(key).items()]
+        if not published.published_rows(key):
+            notes.append(f"no published numbers for dataset '{key}' (BYOV Table 1 covers "
+                         f"{', '.join(published.AE2_DATASETS)})")
+        notes.insert(0, f"test split; mean ± sample std over seeds (n = seeds); F1 and mAP@10 "
+                        f"x100; progression R^2 "
+                        f"{'with the frame-index feature' if key == 'pour_liquid' else 'plain'}; "
+                        f"trained methods evaluated with {ckpt}")
+    return {"dataset": dataset, "dataset_key": key, "config": jobs[0].config_path,
+            "columns": list(columns), "titles": list(titles), "rows": rows, "notes": notes}
+
+
+def _published_row(name: str, source: str, values: dict) -> dict:
+    return {"name": f"{name} (published)", "kind": "published", "method": name, "seeds": [],
+            "n": None, "source": source,
+            "values": {c: {"mean": v, "std": None, "n": None, "per_seed": []}
+                       for c, v in values.items()}}
+
+
+def _result_rows(jobs: list[Job], done: set[int], headline_of, columns, titles,
+                 notes: list[str]) -> list[dict]:
+    """One row per method / baseline: mean ± std over its finished seeds (`headline_of(metrics)`
+    -> {column: value}), refusing seeds of different data or code versions, with notes on the
+    jobs not finished, the seeds without a value in a cell and the checkpoint each seed used."""
+    from byov.grid.identity import short
+
+    rows = []
     groups: dict[tuple[str, str], list[Job]] = {}
     for job in jobs:
         groups.setdefault((job.kind, job.method), []).append(job)
@@ -103,7 +149,7 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
             notes.append(f"not finished (left out): {', '.join(missing)}")
         if not finished:
             continue
-        per_seed = [headline(_load(j.metrics_path), key) for j in finished]
+        per_seed = [headline_of(_load(j.metrics_path)) for j in finished]
         title = method if kind == "train" else \
             f"{BASELINES[method].title if method in BASELINES else method} (baseline)"
         identities = [_identity(j) for j in finished]
@@ -111,9 +157,10 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
             # job_state only calls a job done on the current data and code, so this is a table
             # built from a hand-edited folder: refuse to average it
             raise GridError(f"{title}: finished seeds of different data or code versions "
-                             f"({'; '.join(sorted(set(map(short, identities))))}); rerun the grid to redo the stale ones")
-        values = aggregate(per_seed)
-        for column, title_ in zip(COLUMNS, TITLES):
+                            f"({'; '.join(sorted(set(map(short, identities))))}); rerun the "
+                            f"grid to redo the stale ones")
+        values = aggregate(per_seed, columns)
+        for column, title_ in zip(columns, titles):
             if values[column]["missing"] and values[column]["n"]:
                 seeds = [finished[i].seed for i in values[column]["missing"]]
                 notes.append(f"{title}, {title_}: no value for seed(s) "
@@ -131,64 +178,7 @@ def dataset_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str
                      "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
                      "values": values, "identity": identities[0], "checkpoints": used,
                      "files": [j.metrics_path for j in finished]})
-    for name, values in published.published_rows(key).items():
-        rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
-                     "seeds": [], "n": None, "source": published.BYOV_TABLE1_SOURCE,
-                     "values": {c: {"mean": values[c], "std": None, "n": None,
-                                    "per_seed": []} for c in COLUMNS}})
-    made = sorted({short(r["identity"]) for r in rows if r.get("identity")})
-    if made:
-        notes.append(f"results made with {' | '.join(made)}")
-    if not published.published_rows(key):
-        notes.append(f"no published numbers for dataset '{key}' (BYOV Table 1 covers "
-                     f"{', '.join(published.AE2_DATASETS)})")
-    ckpt = ("best.pth where the run wrote one, else last.pth (which one per seed: below)"
-            if checkpoint == "best" else "last.pth")
-    notes.insert(0, f"test split; mean ± sample std over seeds (n = seeds); F1 and mAP@10 x100; "
-                    f"progression R^2 "
-                    f"{'with the frame-index feature' if key == 'pour_liquid' else 'plain'}; "
-                    f"trained methods evaluated with {ckpt}")
-    return {"dataset": dataset, "dataset_key": key, "config": jobs[0].config_path,
-            "columns": list(COLUMNS), "titles": list(TITLES), "rows": rows, "notes": notes}
-
-
-def video_table(dataset: str, jobs: list[Job], done: set[int], checkpoint: str) -> dict:
-    """`dataset_table` for Charades-Ego: mAP x100 in the three settings, the published rows of
-    BYOV §7.5 (byov.eval.video_level.PUBLISHED)."""
-    from byov.eval.video_level import PUBLISHED, PUBLISHED_SOURCE
-
-    rows, notes = [], []
-    groups: dict[tuple[str, str], list[Job]] = {}
-    for job in jobs:
-        groups.setdefault((job.kind, job.method), []).append(job)
-    for (kind, method), members in groups.items():
-        finished = [j for j in members if j.id in done]
-        missing = [j.name for j in members if j.id not in done]
-        if missing:
-            notes.append(f"not finished (left out): {', '.join(missing)}")
-        if not finished:
-            continue
-        per_seed = [video_headline(_load(j.metrics_path)) for j in finished]
-        title = method if kind == "train" else \
-            f"{BASELINES[method].title if method in BASELINES else method} (baseline)"
-        rows.append({"name": title, "kind": "ours" if kind == "train" else "baseline",
-                     "method": method, "seeds": [j.seed for j in finished], "n": len(finished),
-                     "values": aggregate(per_seed, VIDEO_COLUMNS),
-                     "files": [j.metrics_path for j in finished]})
-    for name, values in PUBLISHED.items():
-        rows.append({"name": f"{name} (published)", "kind": "published", "method": name,
-                     "seeds": [], "n": None, "source": PUBLISHED_SOURCE,
-                     "values": {c: {"mean": v, "std": None, "n": None, "per_seed": []}
-                                for c, v in zip(VIDEO_COLUMNS, values)}})
-    ckpt = ("best.pth (chosen on val), else last.pth" if checkpoint == "best"
-            else "last.pth")
-    notes.insert(0, "test split; mean ± sample std over seeds (n = seeds); video-level mAP x100 "
-                    "(mean-pooled embeddings, linear probe; classes without a positive test "
-                    f"video excluded); trained methods evaluated with {ckpt}; the published "
-                    "rows' split, class count and probe are not published")
-    return {"dataset": dataset, "dataset_key": "charades_ego", "config": jobs[0].config_path,
-            "columns": list(VIDEO_COLUMNS), "titles": list(VIDEO_TITLES), "rows": rows,
-            "notes": notes}
+    return rows
 
 
 def _cell(value: dict, column: str) -> str:

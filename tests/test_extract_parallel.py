@@ -19,7 +19,7 @@ from train_helpers import subprocess_env
 
 def _cli_args(synthetic_root, clip_dir, frames, cache, *extra):
     return ["extract", "--dataset", "synthetic", "--dataset_root", os.path.dirname(synthetic_root),
-            "--vision_encoder_path", clip_dir, "--input_size", "32", "--hidden_dim", "32",
+            "--vision_encoder_path", clip_dir, "--input_size", "32",
             "--frame_cache_dir", frames, "--feature_cache_dir", cache, "--num_workers", "0",
             "--device", "cpu", "--feature_dtype", "fp32", "--encode_chunk_size", "8", *extra]
 
@@ -110,12 +110,13 @@ def test_bf16_extraction_is_recorded_and_never_mixed_with_fp32(synthetic_root, t
         main(_cli_args(synthetic_root, tiny_clip_dir, frames, c16, *args))
     # training reads the bf16 cache, and the entries it adds (test split) are computed in bf16
     from byov.features import ensure_feature_cache, feature_source
+    from byov.spec import feature_spec
     from utils.config import load_config, to_dict
-    cfg = to_dict(load_config(_cli_args(synthetic_root, tiny_clip_dir, frames, c16)[1:]
-                              + ["--features", "tokens"])[0])
+    spec = feature_spec(to_dict(load_config(_cli_args(synthetic_root, tiny_clip_dir, frames,
+                                                      c16)[1:] + ["--features", "tokens"])[0]))
     test = list_videos(os.path.dirname(synthetic_root), "synthetic", "test")
-    assert ensure_feature_cache(cfg, test, progress=False)["videos"] == 2
-    assert feature_source(cfg).manifest["compute"] == "bf16"
+    assert ensure_feature_cache(spec, test, progress=False)["videos"] == 2
+    assert feature_source(spec).manifest["compute"] == "bf16"
     main(_cli_args(synthetic_root, tiny_clip_dir, frames, c32, "--splits", "test", "--kind",
                    "tokens"))
     for v in list_videos(os.path.dirname(synthetic_root), "synthetic", "val") + test:

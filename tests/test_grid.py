@@ -16,6 +16,10 @@ from byov.cli.grid import main
 from byov.grid.jobs import Capabilities, GridError, load_grid
 from byov.grid.runner import JobFailed, read_job
 
+from utils.config import Config, to_dict  # noqa: E402
+
+_DEFAULTS = to_dict(Config())  # the grid resolves every key; tests give a few
+
 
 def tiny_config(tmp_path, synthetic_root, clip_dir, cache_dir, **extra) -> str:
     path = tmp_path / "tiny.yaml"
@@ -117,7 +121,8 @@ def test_failing_job_stops_the_grid_naming_its_log(tmp_path):
     root = tmp_path / "bench"
     grid = load_grid(write_grid(tmp_path, datasets=["tiny.yaml"], seeds=[0, 1],
                                 output_root=str(root)))
-    jobs = make_jobs(grid, lambda argv: {"dataset": "synthetic", "features": "fly",
+    jobs = make_jobs(grid, lambda argv: {
+        **_DEFAULTS, "dataset": "synthetic", "features": "fly",
                                          "epochs": 1}, Capabilities())
     for job in jobs:  # train.py refuses the flag at once (no torch import: a fast failure)
         job.train_argv.append("--no_such_flag")
@@ -239,7 +244,8 @@ def test_a_method_can_read_its_own_configs(tmp_path):
     grid = load_grid(write_grid(tmp_path, datasets=["break_eggs"], methods=["byov", "tcc"],
                                 method_configs={"tcc": "ae2"}, baselines=["frozen"]))
     caps = Capabilities(method_flag=True, baseline_flag=True)
-    jobs = make_jobs(grid, lambda argv: {"dataset": "break_eggs", "features": "fly",
+    jobs = make_jobs(grid, lambda argv: {
+        **_DEFAULTS, "dataset": "break_eggs", "features": "fly",
                                          "epochs": 3}, caps)
     configs = {j.name: j.train_argv[1] if j.train_argv else j.eval_argv[1] for j in jobs}
     assert configs["break_eggs/byov/seed0"].endswith(os.path.join("configs", "break_eggs.yaml"))

@@ -14,6 +14,9 @@ import yaml
 from byov.grid import identity, runner, tables
 from byov.grid.jobs import Capabilities, GridError, load_grid, make_jobs
 from data_helpers import make_csv_dataset
+from utils.config import Config, to_dict
+
+_DEFAULTS = to_dict(Config())  # the grid resolves every key; tests give a few
 
 # evaluate.py stand-in: writes a metrics file whose F1 is the number of label entries of the
 # data it read (so a result shows which data it came from)
@@ -50,7 +53,8 @@ def bench(tmp_path, monkeypatch):
             "baselines": ["random_init"], "output_root": str(tmp_path / "bench")}))
         grid = load_grid(str(grid_path))
         caps = Capabilities(baseline_flag=True)
-        return grid, make_jobs(grid, lambda argv: {"dataset": "synthetic", "features": "fly",
+        return grid, make_jobs(grid, lambda argv: {
+        **_DEFAULTS, "dataset": "synthetic", "features": "fly",
                                                    "epochs": 1, "dataset_root": str(data_root)},
                                caps)
     return data_root, str(project), jobs

@@ -27,8 +27,8 @@ def test_two_process_gloo_run(synthetic_root, tiny_clip_dir, tmp_path):
     assert len(os.listdir(os.path.join(run_dir, "tb"))) == 1
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == [
         "best.pth", "epoch_0000.pth", "last.pth"]  # no temp files left by a second writer
-    assert sorted(os.listdir(run_dir)) == [".lock", "checkpoints", "config.yaml", "eval",
-                                           "log.jsonl", "tb"]
+    assert sorted(os.listdir(run_dir)) == [".lock", "checkpoints", "command.jsonl", "config.yaml",
+                                           "eval", "log.jsonl", "tb"]
     ckpt = load_ckpt(run_dir)
     assert set(ckpt) == CHECKPOINT_KEYS
     assert (ckpt["step"], ckpt["epoch"]) == (steps, 0)

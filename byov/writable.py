@@ -35,16 +35,33 @@ class CannotWriteError(ByovError, OSError):
 
 def _fix(err: int | None, flag: str) -> str:
     if err in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG):
-        return (f"free disk space (or quota) on that filesystem, or pass {flag} DIR on another "
-                f"one; what was written before is kept")
+        return (f"free disk space (or quota) on that filesystem, or give {flag} a path on "
+                f"another one; what was written before is kept")
     if err == errno.EROFS:
-        return f"the filesystem is read-only: pass {flag} DIR in a writable folder"
-    return f"make it writable (chmod / chown) or pass {flag} DIR in a writable folder"
+        return f"the filesystem is read-only: give {flag} a path in a writable folder"
+    return f"make it writable (chmod / chown) or give {flag} a path in a writable folder"
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The existing non-folder on `path` or above it (a path under a regular file), if any."""
+    path = os.path.abspath(path)
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path if os.path.exists(path) and not os.path.isdir(path) else None
 
 
 def cannot_write(path: str, what: str, flag: str, e: OSError) -> CannotWriteError:
     """The CannotWriteError for OSError `e` raised while writing `what` at `path`."""
     where = e.filename if isinstance(e.filename, str) and e.filename else path
+    blocker = _file_in_the_way(path) if e.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # "File exists" / "Not a directory" would not say what is wrong
+        err = CannotWriteError(f"cannot write {what} at {path!r}: {blocker!r} is a file, not a "
+                               f"folder; give {flag} a path in a folder")
+        err.errno, err.filename = e.errno, blocker
+        return err
     err = CannotWriteError(f"cannot write {what} at {where!r} "
                            f"({e.strerror or type(e).__name__}); {_fix(e.errno, flag)}")
     err.errno, err.filename = e.errno, where

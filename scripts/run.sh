@@ -20,8 +20,14 @@ fi
 name=$1; shift
 if [ -x .venv/bin/python ]; then . .venv/bin/activate; fi
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
-resolved=$(python -c "import sys; from utils.config import build_parser, load_config
-c = load_config(sys.argv[1:], build_parser(entry='train'))[0]; print(c.features, c.method, c.output_dir, c.dataset_root)" --config "configs/$name.yaml" "$@")
+# the resolved settings train.py will see; a bad flag or config stops here with one line
+resolved=$(python -c "import sys; from utils.config import ConfigError, build_parser, load_config
+p = build_parser(entry='train'); p.prog = 'run.sh (train.py flags)'
+try:
+    c = load_config(sys.argv[1:], p)[0]
+except ConfigError as e:
+    sys.exit(f'run.sh: error: {e}')
+print(c.features, c.method, c.output_dir, c.dataset_root)" --config "configs/$name.yaml" "$@")
 read -r features method out root <<< "$resolved"
 # the extra flags go to train.py; the feature extraction and evaluate.py take the ones they use
 # (each entry point refuses the flags it does not use, e.g. evaluate.py --epochs)

@@ -208,6 +208,18 @@ def test_export_refuses_a_folder_with_other_files_and_push_needs_a_token(run, tm
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(HubError, match=r"holds other files \(notes.txt\)"):
         main([run["dir"], str(tmp_path / "busy")])
+    # files with an export's names that are someone else's (a checkout's README.md, notes)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("my precious notes")
+    (notes / "config.json").write_text('{"mine": 1}')
+    with pytest.raises(HubError, match="not a byov export.*nothing was written"):
+        main([run["dir"], str(notes)])
+    assert (notes / "README.md").read_text() == "my precious notes"
+    # a path under a regular file: one named error, no traceback of os.makedirs
+    from byov.writable import CannotWriteError
+    with pytest.raises(CannotWriteError, match="notes.txt' is a file, not a folder"):
+        main([run["dir"], str(tmp_path / "busy" / "notes.txt" / "out")])
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))

@@ -191,7 +191,9 @@ class Config:
                             EVAL_IN_TRAINING, "train")
     log_every: int = _key(4, "log train scalars every this many steps", TRAINING_RUN, "train")
     # -- evaluation ------------------------------------------------------------------------------
-    ckpt: str = _key("", "evaluate.py: the checkpoint to embed with", EVALUATION, "evaluate")
+    ckpt: str = _key("", "evaluate.py: the model to embed with: a .pth checkpoint, an export "
+                         "folder or hf://OWNER/NAME[@REVISION] (docs/hub.md)", EVALUATION,
+                     "evaluate")
     weights: str = _key("online", "evaluate.py: online or ema (teacher) encoder weights",
                         EVALUATION, "evaluate")
     eval_task: str = _key("1234", "digits or names: classification,retrieval,progression,"

@@ -25,7 +25,7 @@ The val split (`carve_val`) is a seeded draw of whole *groups*: an ego video and
 partner are one group, and groups whose rows share a non-empty `script` text are merged, so no
 script is seen in both train and val. Rule: the group keys (sorted) are permuted by
 `numpy.random.default_rng(VAL_SEED)` and the first max(1, round(VAL_FRACTION x groups)) go to val.
-The paper's split is not published (REFERENCE §7.5); this rule is byov's choice.
+The paper's split is not published (docs/charades_ego.md); this rule is byov's choice.
 
 Every problem is found before any decoding, as a `DataError` naming the file, the row and the
 fix (`load_charades_ego`).

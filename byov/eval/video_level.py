@@ -1,6 +1,6 @@
 """Video-level multi-label action recognition across views: the Charades-Ego protocol of BYOV.
 
-BYOV §7.5 (REFERENCE): the trained encoder's per-frame latents are mean-pooled into one vector per
+BYOV §7.5 (docs/charades_ego.md): the trained encoder's per-frame latents are mean-pooled into one vector per
 video, a linear classifier is trained on them, and the metric is mAP over the action classes, in
 three settings: Regular (train and test on both views), Ego2Exo (train on ego videos, test on
 third-person ones) and Exo2Ego (the reverse). The paper does not publish the probe, so byov's is
@@ -35,8 +35,9 @@ SETTING_VIEWS = {"regular": (("ego", "exo"), ("ego", "exo")), "ego2exo": (("ego"
                  "exo2ego": (("exo",), ("ego",))}
 PROBES = ("logistic", "prior")
 
-PUBLISHED_SOURCE = ("BYOV (CVPR 2025) §7.5, Charades-Ego, mAP x100, ViT-B/16; transcribed from "
-                    "a third-party reproduction's notes (REFERENCE §7.5)")
+PUBLISHED_SOURCE = ("BYOV (CVPR 2025) §7.5, Charades-Ego, mAP x100, ViT-B/16, as published "
+                    "(docs/charades_ego.md#what-the-paper-says-and-what-it-does-not); not measured here")
+
 # published rows: Regular / Ego2Exo / Exo2Ego
 PUBLISHED = {"CLIP ViT-B/16 (frozen)": (13.7, 8.3, 10.7), "BYOV ViT-B/16": (31.8, 26.5, 27.3)}
 

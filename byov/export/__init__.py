@@ -52,6 +52,24 @@ def _check_out_dir(out_dir: str) -> None:
         if other:
             raise HubError(f"{out_dir} holds other files ({', '.join(other[:5])}); export into "
                            f"an empty or new folder (an earlier export there is replaced)")
+        present = sorted(set(os.listdir(out_dir)) & set(EXPORT_FILES))
+        if present and not _is_export(out_dir):
+            # README.md / config.json of something else (a checkout, notes): never overwritten
+            raise HubError(f"{out_dir} holds {', '.join(present)} that are not a byov export "
+                           f"(its {CONFIG_FILE} has no 'byov_export' entry); nothing was "
+                           f"written. Export into an empty or new folder")
+    from byov.writable import probe_writable
+    probe_writable(out_dir, "the export", "OUT_DIR")  # a path we cannot write: before any work
+
+
+def _is_export(folder: str) -> bool:
+    """Whether `folder` holds an earlier byov export (its config.json says so)."""
+    try:
+        with open(os.path.join(folder, CONFIG_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "byov_export" in meta
 
 
 def export_run(run_dir: str, out_dir: str, defaults: Mapping, ckpt: str = "best",

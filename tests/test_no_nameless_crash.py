@@ -88,8 +88,8 @@ def test_train_unwritable_output_dir_fails_before_any_work(synthetic_root, tiny_
 
     cache = tmp_path / "frame_cache"
     out = _blocked(tmp_path)
-    with pytest.raises(CannotWriteError, match=rf"cannot write the run folder at '{out}'.*"
-                                               rf"--output_dir DIR"):
+    with pytest.raises(CannotWriteError, match=rf"cannot write the run folder at '{out}'.*is a "
+                                               rf"file, not a folder; give --output_dir a path"):
         train_in_process(train_args(synthetic_root, tiny_clip_dir, out, str(cache)))
     assert not cache.exists()  # no frame decoded, nothing built
 

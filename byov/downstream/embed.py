@@ -54,19 +54,43 @@ def embed_split(embed: Callable[[object], torch.Tensor], videos: Sequence,
     return SplitData(embeds, labels_all, split_videos(videos), split).validate()
 
 
-def _cached(out_dir: str, key: dict, splits: Sequence[str]) -> bool:
-    """True when out_dir holds these splits embedded under the same key."""
-    path = os.path.join(out_dir, EMBED_INFO)
-    if not os.path.isfile(path):
-        return False
+FRAME_PARTS = ("embeds.npy", "label.npy", "videos.json")
+
+
+def recorded_key(out_dir: str) -> dict | None:
+    """The content key an evaluation folder's embeddings were made under (None: no folder, or
+    no readable record)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(os.path.join(out_dir, EMBED_INFO), encoding="utf-8") as f:
             saved = json.load(f)
     except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def reusable(out_dir: str, key: dict, splits: Sequence[str],
+             parts: Sequence[str] = FRAME_PARTS) -> bool:
+    """True when out_dir holds these splits embedded under the same key. When it holds
+    embeddings of something else, says what differs: they are about to be replaced (two models
+    evaluated into one folder, e.g. two export folders of the same name, never overwrite each
+    other silently)."""
+    saved = recorded_key(out_dir)
+    if saved is None:
         return False
-    return (saved.get("key") == key and all(s in saved.get("splits", []) for s in splits)
+    if (saved.get("key") == key and all(s in saved.get("splits", []) for s in splits)
             and all(os.path.isfile(os.path.join(out_dir, f"{s}_{part}"))
-                    for s in splits for part in ("embeds.npy", "label.npy", "videos.json")))
+                    for s in splits for part in parts)):
+        return True
+    old = saved.get("key") or {}
+    changed = [name for name in ("kind", "checkpoint", "weights", "data", "config", "seed",
+                                 "pooling") if old.get(name) != key.get(name)]
+    if changed:
+        what = {"kind": "model or baseline", "checkpoint": "checkpoint", "weights": "weights",
+                "data": "data version", "config": "settings", "seed": "seed", "pooling": "pooling"}
+        print(f"{out_dir} holds embeddings made with a different "
+              f"{' / '.join(what[c] for c in changed)}: they are replaced (evaluate into "
+              f"another --embed_dir to keep both)")
+    return False
 
 
 def embed_to_folder(out_dir: str, splits: Sequence[str], key: dict,
@@ -87,7 +111,7 @@ def embed_to_folder(out_dir: str, splits: Sequence[str], key: dict,
     """
     from byov.eval.io import save_split
 
-    if _cached(out_dir, key, splits):
+    if reusable(out_dir, key, splits):
         return False
     embed = make_embed()
     for split in splits:

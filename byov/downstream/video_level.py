@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.downstream.embed import EMBED_INFO, embedding_key
+from byov.downstream.embed import EMBED_INFO, embedding_key, reusable
 from byov.eval.video_level import VideoSet, format_table, mean_pool
 
 BASELINES = ("frozen", "random_init", "prior")  # "time" (t/L) mean-pools to a constant
@@ -64,16 +64,6 @@ def load_video_split(directory: str, split: str) -> VideoSet:
         meta = json.load(f)
     return VideoSet(np.load(paths[0]), np.load(paths[1]), [m["view"] for m in meta],
                     [m["name"] for m in meta]).validate(f"{directory} ({split})")
-
-
-def _cached(out_dir: str, key: dict, splits: Sequence[str]) -> bool:
-    try:
-        with open(os.path.join(out_dir, EMBED_INFO), encoding="utf-8") as f:
-            saved = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return saved.get("key") == key and all(
-        os.path.isfile(os.path.join(out_dir, f"{s}_{p}")) for s in splits for p in _PARTS)
 
 
 def read_classes_json(directory: str) -> list[tuple[str, str]]:
@@ -165,7 +155,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
                             ev.weights if checkpoint else None,
                             spec.seed if baseline == "random_init" else None)
         key["pooling"] = "mean"
-        made = not _cached(out_dir, key, splits)
+        made = not reusable(out_dir, key, splits, _PARTS)
         if made:
             embed = (None if baseline == "prior"
                      else embed_function(spec, splits, videos, checkpoint, baseline, progress))

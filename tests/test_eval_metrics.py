@@ -266,3 +266,30 @@ def test_progression_headline_time_feature_rule():
     assert headline_uses_time_feature("pour_liquid", "off") is False
     with pytest.raises(ValueError, match="auto, on or off"):
         headline_uses_time_feature("pour_liquid", "yes")
+
+
+def test_eval_labels_no_training_frame_has_are_noted_not_changed():
+    """An exo eval video that is all background (-1) while no ego train frame is: the ego2exo
+    F1 cannot credit it, and the metrics say so in a note (numbers unchanged)."""
+    from byov.eval import SplitData, evaluate_embeddings
+    from byov.eval.classification import unseen_label_notes
+
+    rng = np.random.default_rng(0)
+    train_videos = [{"name": n, "view": v, "num_frames": 6} for n, v in
+                    (("e0", "ego"), ("e1", "ego"), ("x0", "exo"), ("x1", "exo"))]
+    eval_videos = [{"name": "e2", "view": "ego", "num_frames": 6},
+                   {"name": "x2", "view": "exo", "num_frames": 6}]
+    phases = np.array([0, 0, 0, 1, 1, 1])
+    train = SplitData(rng.normal(size=(24, 4)).astype(np.float32), np.tile(phases, 4),
+                      train_videos, "train")
+    evl = SplitData(rng.normal(size=(12, 4)).astype(np.float32),
+                    np.concatenate([phases, np.full(6, -1)]), eval_videos, "test")
+    notes = unseen_label_notes(train.labels, train.is_ego, evl.labels, evl.is_ego)
+    assert len(notes) == 2 and notes[0].startswith("classification_f1.regular: 50.0% of the")
+    assert notes[1].startswith("classification_f1.ego2exo: 100.0% of the eval frames carry "
+                               "label(s) [-1]")
+    metrics = evaluate_embeddings(train, evl, ["classification"])
+    assert [n for n in metrics["notes"] if n.startswith("classification_f1.")] == notes
+    assert metrics["classification_f1"]["ego2exo"] == 0.0  # the number itself is not changed
+    # every eval label seen in training: no note
+    assert unseen_label_notes(train.labels, train.is_ego, train.labels, train.is_ego) == []

@@ -73,6 +73,8 @@ def _classification(train, evl, notes, n_jobs, progress):
 
     run = _settings(classification.unavailable_settings(train.labels, train.is_ego, evl.is_ego),
                     "classification_f1", notes)
+    notes.extend(classification.unseen_label_notes(train.labels, train.is_ego, evl.labels,
+                                                   evl.is_ego, run))
     res = classification.phase_classification(train.embeds, train.labels, train.is_ego,
                                               evl.embeds, evl.labels, evl.is_ego,
                                               settings=run, n_jobs=n_jobs, progress=progress)

@@ -68,6 +68,26 @@ def unavailable_settings(train_y: np.ndarray, train_is_ego: np.ndarray,
     return out
 
 
+def unseen_label_notes(train_y: np.ndarray, train_is_ego: np.ndarray, eval_y: np.ndarray,
+                       eval_is_ego: np.ndarray, settings: Sequence[str] = SETTINGS) -> list[str]:
+    """A note for each scored setting whose eval frames carry labels that no training frame of
+    that setting has (e.g. a wholly background (-1) eval video): the SVM can never predict them,
+    so the F1 there says little. The numbers are not changed."""
+    train_y, eval_y = np.asarray(train_y), np.asarray(eval_y)
+    notes = []
+    for s, (tr, ev) in setting_masks(train_is_ego, eval_is_ego).items():
+        if s not in settings or not ev.any():
+            continue
+        unseen = np.setdiff1d(np.unique(eval_y[ev]), np.unique(train_y[tr]))
+        if unseen.size:
+            share = 100.0 * np.isin(eval_y[ev], unseen).mean()
+            notes.append(f"classification_f1.{s}: {share:.1f}% of the eval frames carry "
+                         f"label(s) {[int(u) for u in unseen]} that no training frame of this "
+                         f"setting has; the SVM can never predict them (e.g. an eval video that "
+                         f"is all background, -1)")
+    return notes
+
+
 def phase_classification(train_x: np.ndarray, train_y: np.ndarray, train_is_ego: np.ndarray,
                          eval_x: np.ndarray, eval_y: np.ndarray, eval_is_ego: np.ndarray,
                          settings: Sequence[str] = SETTINGS, n_jobs: int | None = None,

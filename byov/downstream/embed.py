@@ -9,6 +9,7 @@ Embedding runs in float32 (no autocast), as the released evaluation does.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Mapping, Sequence
@@ -21,6 +22,19 @@ from byov.atomic import atomic_write_json
 from byov.eval.io import SplitData
 
 EMBED_INFO = "embed_info.json"
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Every part of `module` in eval mode (an unfrozen CNN's BatchNorm must not use or update
+    batch statistics while whole videos are embedded), each part's own mode restored after."""
+    modes = {name: m.training for name, m in module.named_modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for name, m in module.named_modules():
+            m.training = modes[name]
 
 
 def split_videos(videos: Sequence) -> list[dict]:

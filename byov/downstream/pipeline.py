@@ -100,18 +100,12 @@ def _embed_function(spec, splits, videos, checkpoint, baseline, progress) -> Cal
 
 
 def _embed_with_method(method, videos, labels, splits, progress) -> dict[str, SplitData]:
-    """Embed `splits` with a method in memory, every part in eval mode (an unfrozen CNN's
-    BatchNorm must not use or update batch statistics), restoring each part's mode after."""
-    from byov.downstream.embed import embed_split
+    """Embed `splits` with a method in memory (`embed.eval_mode`)."""
+    from byov.downstream.embed import embed_split, eval_mode
 
-    modes = {name: m.training for name, m in method.named_modules()}
-    method.eval()
-    try:
+    with eval_mode(method):
         return {s: embed_split(method.embed_video, videos[s], labels, s, progress=progress)
                 for s in splits}
-    finally:
-        for name, m in method.named_modules():
-            m.training = modes[name]
 
 
 def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None = None,

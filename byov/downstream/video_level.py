@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.downstream.embed import EMBED_INFO, embedding_key, reusable
+from byov.downstream.embed import EMBED_INFO, embedding_key, eval_mode, reusable
 from byov.eval.video_level import VideoSet, format_table, mean_pool
 
 BASELINES = ("frozen", "random_init", "prior")  # "time" (t/L) mean-pools to a constant
@@ -138,14 +138,9 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
     classes = read_classes(os.path.join(data_path(data_spec.root), CLASSES_FILE))
     made = True
     if method is not None:  # training: the current weights, every part in eval mode
-        modes = {name: m.training for name, m in method.named_modules()}
-        method.eval()
-        try:
+        with eval_mode(method):
             sets = {s: video_set(pooled_embeddings(method.embed_video, videos[s]), videos[s],
                                  targets) for s in splits}
-        finally:
-            for name, m in method.named_modules():
-                m.training = modes[name]
         for s in splits:
             save_video_split(out_dir, s, sets[s], videos[s])
     else:

@@ -236,9 +236,7 @@ def expected_for_spec(spec, kind: str, frame_encoder=None) -> dict:
     do not shift) and only its identity kept."""
     from byov.models.backbones import frame_encoder_from_spec
 
-    if not spec.encoder.freeze:
-        raise FeatureCacheError("a feature cache needs a frozen backbone, but freeze_base is off; "
-                                "pass --freeze_base or use --features fly")
+    require_frozen(spec, "pass --freeze_base or use --features fly")
     enc = spec.encoder
     key = (enc.backbone, enc.weights, _path_stamp(enc.weights), enc.input_size, enc.resnet_stage,
            kind, spec.dtype, spec.merge.topk_ratio, spec.merge.num_tokens)
@@ -251,6 +249,14 @@ def expected_for_spec(spec, kind: str, frame_encoder=None) -> dict:
     # compute=None: a reader accepts the cache's own extraction precision (fp32 or bf16)
     _EXPECTED[key] = expected_manifest(frame_encoder, kind, spec.dtype, k, compute=None)
     return _EXPECTED[key]
+
+
+def require_frozen(spec, fix: str) -> None:
+    """Raise FeatureCacheError (ending in `fix`) unless the `FeatureCacheSpec`'s backbone is
+    frozen: only frozen features can be cached."""
+    if not spec.encoder.freeze:
+        raise FeatureCacheError(f"a feature cache needs a frozen backbone, but freeze_base is off; "
+                                f"{fix}")
 
 
 def cache_kind(spec) -> str:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from byov.features.cache import (ArrayWriter, cache_kind, check_writable, entry_paths,
-                                 entry_state, expected_for_spec, video_stamp)
+                                 entry_state, expected_for_spec, require_frozen, video_stamp)
 from byov.features.manifest import (DTYPES, KINDS, FeatureCacheError, check_manifest,
                                     expected_manifest, found_compute, manifest_path,
                                     open_manifest, read_manifest)
@@ -250,12 +250,6 @@ def _pixel_source(spec, frame_encoder):
                        spec.encoder.input_size, spec.data.frame_cache_dir)
 
 
-def _require_frozen(spec, fix: str) -> None:
-    if not spec.encoder.freeze:
-        raise FeatureCacheError(f"a feature cache needs a frozen backbone, but freeze_base is off; "
-                                f"{fix}")
-
-
 def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
                    kinds: Sequence[str] = KINDS, frame_encoder=None,
                    progress: bool = True, *, precision: str = "fp32",
@@ -267,7 +261,7 @@ def extract_splits(spec, splits: Sequence[str] = ("train", "val", "test"),
     from byov.data.layout import list_videos
     from byov.models.backbones import frame_encoder_from_spec
 
-    _require_frozen(spec, "pass --freeze_base")
+    require_frozen(spec, "pass --freeze_base")
     _device(spec.device)  # a missing GPU fails before the backbone is loaded
     check_writable(spec.cache_dir)  # before the backbone is loaded
     videos = [v for split in splits for v in list_videos(spec.data.root, spec.data.dataset, split)]
@@ -328,7 +322,7 @@ def ensure_feature_cache(spec, videos: Sequence, frame_encoder=None,
     from byov.models.backbones import frame_encoder_from_spec
 
     kind = cache_kind(spec)
-    _require_frozen(spec, "pass --freeze_base or use --features fly")
+    require_frozen(spec, "pass --freeze_base or use --features fly")
     todo = missing_entries(spec, videos, frame_encoder)
     if not todo:
         return {"videos": 0, "skipped": len(videos), "frames": 0, "seconds": 0.0,

@@ -120,16 +120,18 @@ def read_log(run_dir: str) -> list[dict]:
 
 
 def _evaluate(config: dict, folder: str, split: str, resolve: Callable[[dict], dict], *,
-              checkpoint=None, baseline: str | None = None) -> bool:
+              checkpoint=None, baseline: str | None = None) -> tuple[bool, object]:
     """`byov.downstream.evaluate_model` of a checkpoint or a baseline into `folder` (content-
-    keyed reuse); returns True when it embedded now."""
+    keyed reuse), from the flat `config` (resolved here); returns (whether it embedded now, the
+    DownstreamSpec it evaluated with)."""
     from byov.downstream.pipeline import evaluate_model
 
     spec = downstream_spec(resolve({**config, "eval_mode": split}))
     meta = {"checkpoint": checkpoint.path if checkpoint else None, "baseline": baseline,
             "source": "byov.report"}
-    return evaluate_model(spec, folder, checkpoint=checkpoint, baseline=baseline,
+    made = evaluate_model(spec, folder, checkpoint=checkpoint, baseline=baseline,
                           meta=meta).embedded
+    return made, spec
 
 
 def load_evaluation(folder: str, split: str, name: str, kind: str) -> Evaluation:
@@ -158,10 +160,9 @@ def checkpoint_evaluation(run_dir: str, ckpt_path: str, split: str, overrides: d
     from byov.hub import checkpoint_name, read_reference
 
     checkpoint = read_reference(ckpt_path)
-    config = resolve({**checkpoint.state["config"], **overrides, "eval_mode": split})
     folder = os.path.join(run_dir, "eval", checkpoint_name(ckpt_path))
-    made = _evaluate(config, folder, split, resolve, checkpoint=checkpoint)
-    spec = downstream_spec(config)
+    made, spec = _evaluate({**checkpoint.state["config"], **overrides}, folder, split, resolve,
+                           checkpoint=checkpoint)
     return (load_evaluation(folder, split, method_label(spec.method.name, ckpt_path), "model"),
             made, spec)
 
@@ -171,7 +172,7 @@ def baseline_evaluation(run_dir: str, config: dict, split: str, baseline: str,
     """(a baseline's evaluation on `split` in RUN_DIR/eval/baseline_<name>/, whether it was
     embedded now), from the run's config.yaml (content-keyed reuse, as for the checkpoint)."""
     folder = os.path.join(run_dir, "eval", f"baseline_{baseline}")
-    made = _evaluate(config, folder, split, resolve, baseline=baseline)
+    made, _ = _evaluate(config, folder, split, resolve, baseline=baseline)
     return load_evaluation(folder, split, name, baseline), made
 
 

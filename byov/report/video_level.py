@@ -23,7 +23,6 @@ from byov.report.inputs import (_evaluate, method_label, read_config, read_log,
                                 resolve_checkpoint)
 from byov.report.page import Section, write_page
 from byov.report.style import new_figure, rc, save_figure, show_thumbnail
-from byov.spec import data_spec, method_spec
 
 PREFIXES = ("curves_", "video_ap", "video_top")
 SETTINGS = ("regular", "ego2exo", "exo2ego")
@@ -164,10 +163,10 @@ def build_video_level_report(run_dir: str, ckpt: str = "best", split: str = "tes
     resolve = resolve_config or (lambda c: c)
     checkpoint = read_reference(ckpt_path)
     folder = os.path.join(run_dir, "eval", checkpoint_name(ckpt_path))
-    _evaluate({**checkpoint.state["config"], **overrides}, folder, split, resolve,
-              checkpoint=checkpoint)
+    _, spec = _evaluate({**checkpoint.state["config"], **overrides}, folder, split, resolve,
+                        checkpoint=checkpoint)
     model = _metrics(folder)
-    label = method_label(method_spec(resolve(checkpoint.state["config"])).name, ckpt_path)
+    label = method_label(spec.method.name, ckpt_path)
     rows = [(label, model, True)]
     notes = []
     if baselines:
@@ -211,7 +210,7 @@ def build_video_level_report(run_dir: str, ckpt: str = "best", split: str = "tes
     images += [f for f, _ in figs]
     seconds["curves"] = time.perf_counter() - t0 - sum(seconds.values())
 
-    data = data_spec(resolve(config))
+    data = spec.method.data
     classes = read_classes(os.path.join(data_path(data.root), CLASSES_FILE))
     ap_rows = [(label, model)] + [(n, m) for n, m, _ in rows[1:] if n == "baseline: frozen"]
     p = draw_class_ap(ap_rows, classes, os.path.join(out_dir, "video_ap.png"))

@@ -85,9 +85,11 @@ def keys_of(kind: str) -> tuple[str, ...]:
 
 def resume_keys(config: Mapping) -> tuple[str, ...]:
     """RESUME_KEYS, plus `epochs` when the number of steps shapes a schedule (cosine lr, EMA)."""
+    from byov.spec import schedule_spec
+
+    schedule = schedule_spec(config)
     keys = RESUME_KEYS
-    if config["lr_schedule"] == "cosine" or (config["method"] == "byov"
-                                             and config["target"] == "ema"):
+    if schedule.lr_schedule == "cosine" or schedule.ema_momentum is not None:
         keys += ("epochs",)
     return keys
 

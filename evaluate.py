@@ -238,8 +238,11 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     from byov.errors import ByovError
     from utils.config import ConfigError
+    from byov.cli.interrupt import exit_on_interrupt
     try:
-        main()
+        with exit_on_interrupt("evaluate.py", "embeddings and metrics are written whole or "
+                               "not at all; run the same command again"):
+            main()
     except (ByovError, ConfigError, FileNotFoundError, PermissionError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -25,8 +25,11 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from byov.cli.interrupt import exit_on_interrupt
     from byov.errors import ByovError
     try:
-        main()
+        with exit_on_interrupt("train.py", "the checkpoints of finished epochs are kept; "
+                               "continue with the same command and --resume auto"):
+            main()
     except (ConfigError, ByovError) as e:  # the user's input or set-up: the message says the fix
         sys.exit(f"error: {e}")

@@ -38,3 +38,30 @@ def test_a_folder_of_another_model_is_replaced_and_said(tmp_path, capsys):
     edited = embedding_key({"backbone": "clip"}, "checkpoint", "data-2", "ckpt-2", "online")
     assert embed_to_folder(out, splits, edited, _constant(3), VIDEOS, LABELS, progress=False)
     assert "a different data version: they are replaced" in capsys.readouterr().out
+
+
+def test_an_interrupted_rewrite_is_never_reused_as_the_old_model(tmp_path):
+    """Re-embedding a folder with another model and stopping half-way (Ctrl-C, a full disk)
+    must not leave new files under the old key: the old model's next call re-embeds."""
+    out = str(tmp_path / "eval")
+    first = embedding_key({"backbone": "clip"}, "checkpoint", "data-1", "ckpt-1", "online")
+    other = embedding_key({"backbone": "clip"}, "checkpoint", "data-1", "ckpt-2", "online")
+    splits = ("train", "test")
+    assert embed_to_folder(out, splits, first, _constant(1), VIDEOS, LABELS, progress=False)
+
+    def stops_at_the_second_split():
+        def embed(v):
+            if v.name == "b":
+                raise KeyboardInterrupt
+            return torch.full((v.num_frames, 2), 2.0)
+        return embed
+
+    try:
+        embed_to_folder(out, splits, other, stops_at_the_second_split, VIDEOS, LABELS,
+                        progress=False)
+    except KeyboardInterrupt:
+        pass
+    assert np.load(os.path.join(out, "train_embeds.npy")).max() == 2  # the half-done rewrite
+    # the first model again: its key is gone with the rewrite, so it embeds anew
+    assert embed_to_folder(out, splits, first, _constant(1), VIDEOS, LABELS, progress=False)
+    assert np.load(os.path.join(out, "train_embeds.npy")).max() == 1

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from scipy.stats import kendalltau
+from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 
 from byov.eval import SplitData, evaluate_embeddings
 import byov.eval.svm_predict as svm_predict_module
-from byov.eval.classification import make_svm, phase_classification
+from byov.eval.classification import make_svm, phase_classification, setting_masks
 from byov.eval.fewshot import episode_plan, few_shot_classification, select_videos
+from byov.eval.ovo_svm import (OneVsOneSVM, fit_pair, pair_problems,
+                               scale_gamma)
 from byov.eval.kendall import kendalls_tau, tau_b_against_order
 from byov.eval.progression import phase_progression, progression_targets
 from byov.eval.retrieval import frame_retrieval
@@ -187,6 +190,50 @@ def test_blas_svm_predict_equals_libsvm(n_classes, monkeypatch):
     # with an absurd error bound every row goes back to libsvm: the fallback path agrees too
     monkeypatch.setattr(svm_predict_module, "_EPS", 1.0)
     np.testing.assert_array_equal(svm_predict(model, evl.embeds), want)
+
+
+@pytest.mark.parametrize("n_classes,background", [(2, False), (3, True), (5, False)])
+def test_one_vs_one_fit_equals_the_multiclass_svc(n_classes, background, monkeypatch):
+    """Pairs fit one by one (ovo_svm) are libsvm's multi-class model, bit for bit: the same
+    support vectors, decision values and predictions as SVC(decision_function_shape='ovo')."""
+    rng = np.random.default_rng(11 + n_classes)
+    train = random_split(rng, 8, phases=n_classes, walk=0.6)
+    evl = random_split(rng, 8, phases=n_classes, walk=0.6, name="e")
+    y = train.labels.copy()
+    if background:  # a background class (-1) is a class like any other, as released
+        y[::7] = -1
+    x = train.embeds.astype(np.float64)
+    ref = make_svm().fit(train.embeds, y)
+    classes, y_index = np.unique(y, return_inverse=True)
+    problems = pair_problems(y_index, len(classes))
+    gamma = scale_gamma(train.embeds)
+    assert gamma == ref._gamma
+    models = [fit_pair(x, y_index, p, gamma, cache_size=1.0) for p in problems]  # tiny cache
+    model = OneVsOneSVM(classes, problems, models, x, gamma)
+    np.testing.assert_array_equal(model.support_vectors_, ref.support_vectors_[
+        np.argsort(ref.support_)])  # the same support vectors (ours in row order)
+    z = evl.embeds.astype(np.float64)
+    # each pair's decision values are the multi-class model's for that pair, exactly
+    ref_dec = ref.decision_function(evl.embeds)  # libsvm's values; -dec for two classes
+    ref_dec = -ref_dec[:, None] if ref_dec.ndim == 1 else ref_dec
+    for p, m in enumerate(models):
+        np.testing.assert_array_equal(-m.decision_function(z), ref_dec[:, p])
+    want = ref.predict(evl.embeds)
+    assert len(np.unique(want)) == n_classes + background  # a non-trivial classifier
+    np.testing.assert_array_equal(model.predict(evl.embeds, chunk=50), want)
+    monkeypatch.setattr(svm_predict_module, "_EPS", 1.0)  # every row by the exact path
+    np.testing.assert_array_equal(model.predict(evl.embeds), want)
+
+
+def test_classification_equals_the_released_svc_on_each_setting():
+    rng = np.random.default_rng(12)
+    train = random_split(rng, 10, phases=4, walk=0.6)
+    evl = random_split(rng, 10, phases=4, walk=0.6, name="e")
+    got = phase_classification(train.embeds, train.labels, train.is_ego, evl.embeds,
+                               evl.labels, evl.is_ego, n_jobs=2)
+    for s, (tr, ev) in setting_masks(train.is_ego, evl.is_ego).items():
+        pred = make_svm().fit(train.embeds[tr], train.labels[tr]).predict(evl.embeds[ev])
+        assert got[s] == f1_score(evl.labels[ev], pred, average="weighted")
 
 
 def test_progression_targets_by_hand():

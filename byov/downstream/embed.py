@@ -82,6 +82,15 @@ def recorded_key(out_dir: str) -> dict | None:
     return saved if isinstance(saved, dict) else None
 
 
+def forget_key(out_dir: str) -> None:
+    """Remove out_dir's key record before its embeddings are rewritten: a write that is
+    interrupted (Ctrl-C, a full disk) then leaves files under no key, which are never reused,
+    rather than new files under the old model's key. The record is written last, once every
+    split is whole."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, EMBED_INFO))
+
+
 def reusable(out_dir: str, key: dict, splits: Sequence[str],
              parts: Sequence[str] = FRAME_PARTS) -> bool:
     """True when out_dir holds these splits embedded under the same key. When it holds
@@ -128,6 +137,7 @@ def embed_to_folder(out_dir: str, splits: Sequence[str], key: dict,
     if reusable(out_dir, key, splits):
         return False
     embed = make_embed()
+    forget_key(out_dir)
     for split in splits:
         save_split(out_dir, split, embed_split(embed, videos[split], labels, split, progress))
     atomic_write_json(os.path.join(out_dir, EMBED_INFO), {"key": key, "splits": list(splits)})

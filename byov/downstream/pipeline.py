@@ -135,7 +135,7 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
         CheckpointError / ModelConfigError: the checkpoint does not fit its config;
         ValueError: not exactly one of checkpoint, baseline, method; an unknown baseline.
     """
-    from byov.downstream.embed import embed_to_folder, embedding_key
+    from byov.downstream.embed import embed_to_folder, embedding_key, forget_key
     from byov.eval.io import load_split, save_split
     from byov.eval.tables import write_metrics
     from byov.methods import method_class
@@ -156,6 +156,7 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
     videos, labels = data if data is not None else _validated_data(spec, splits, reads_frames)
     if method is not None:
         embedded = _embed_with_method(method, videos, labels, splits, progress)
+        forget_key(out_dir)  # these embeddings have no key: never reused by a later call
         for name, split in embedded.items():
             save_split(out_dir, name, split)
         train, evl, made = embedded["train"], embedded[spec.eval.split], True

@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from byov.atomic import atomic_write_json, atomic_write_text
-from byov.downstream.embed import EMBED_INFO, embedding_key, eval_mode, reusable
+from byov.downstream.embed import (EMBED_INFO, embedding_key, eval_mode, forget_key,
+                                   reusable)
 from byov.eval.video_level import VideoSet, format_table, mean_pool
 
 BASELINES = ("frozen", "random_init", "prior")  # "time" (t/L) mean-pools to a constant
@@ -141,6 +142,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
         with eval_mode(method):
             sets = {s: video_set(pooled_embeddings(method.embed_video, videos[s]), videos[s],
                                  targets) for s in splits}
+        forget_key(out_dir)  # these embeddings have no key: never reused by a later call
         for s in splits:
             save_video_split(out_dir, s, sets[s], videos[s])
     else:
@@ -154,6 +156,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
         if made:
             embed = (None if baseline == "prior"
                      else embed_function(spec, splits, videos, checkpoint, baseline, progress))
+            forget_key(out_dir)
             for s in splits:
                 x = (np.zeros((len(videos[s]), 1), np.float32) if embed is None
                      else pooled_embeddings(embed, videos[s], progress, f"embed {s}"))

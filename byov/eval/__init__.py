@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from byov.eval.io import EvalInputError, SplitData, load_split, save_split
+from byov.eval.pool import worker_threads
 
 TASKS = ("classification", "retrieval", "progression", "kendall")
 SETTINGS = ("regular", "ego2exo", "exo2ego")
@@ -117,7 +116,7 @@ def _progression(train, evl, notes, time_feature):
                                              evl.embeds, evl.labels, evl.videos, tf)
 
     # both variants always; LAPACK releases the GIL, so they overlap, one BLAS thread each
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+    with worker_threads(2) as pool:
         out["progression_r2"], out["progression_r2_with_time_feature"] = pool.map(
             run, (False, True))
     return out
@@ -225,7 +224,7 @@ def evaluate_embeddings(train: SplitData, evl: SplitData, tasks: Sequence[str] |
         # libsvm releases the GIL: the SVM fits run in their threads while the other tasks run
         # here. One BLAS thread for the whole overlap, so every task computes exactly as it does
         # alone at one thread (the results do not depend on the overlap's timing).
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1) as pool:
+        with worker_threads(1) as pool:
             svm = pool.submit(run, "classification")
             for task in todo:
                 if task != "classification":

@@ -6,24 +6,26 @@ on train-split frames and scored with weighted F1 on eval-split frames (AE2's re
 exo), Exo2Ego (train exo -> eval ego). Labels are classes as they are, so background frames (-1)
 form one more class, as in the released code.
 
-libsvm releases the GIL while fitting, so the three fits run in threads (each is deterministic,
-so the result equals the sequential one), and each model predicts as soon as it is fit, through
-`svm_predict` (BLAS kernel blocks, libsvm's exact predictions).
+Each setting's SVM is fit as its one-vs-one pair problems (`byov.eval.ovo_svm`: the same models
+as one multi-class fit, bit for bit). libsvm releases the GIL while fitting, so all settings'
+pairs run in threads, largest first (each fit is deterministic, so the result equals the
+sequential one), and each setting predicts as soon as its last pair is fit, through
+`vote_predict` (BLAS kernel blocks, libsvm's exact predictions).
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.svm import SVC
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from byov.eval.io import EvalInputError
-from byov.eval.svm_predict import svm_predict
+from byov.eval.ovo_svm import OneVsOneSVM, cache_mb, fit_pair, pair_problems, scale_gamma
+from byov.eval.pool import worker_threads
 
 SETTINGS = ("regular", "ego2exo", "exo2ego")
 
@@ -117,38 +119,64 @@ def phase_classification(train_x: np.ndarray, train_y: np.ndarray, train_is_ego:
             raise EvalInputError(f"classification {s}: {na[s]}")
     masks = setting_masks(train_is_ego, eval_is_ego)
     jobs = n_jobs or default_jobs()
+    train_x = np.ascontiguousarray(train_x, dtype=np.float64)  # what libsvm reads
 
-    def fit(s):
+    # every setting's SVM as its one-vs-one pair problems (byov.eval.ovo_svm): the same
+    # models as one multi-class fit, in pieces that share the workers
+    fits = []  # (setting, problem index, problem)
+    setup = {}
+    for s in settings:
         tr = masks[s][0]
-        return make_svm().fit(train_x[tr], train_y[tr])
+        x, y = train_x[tr], train_y[tr]
+        classes, y_index = np.unique(y, return_inverse=True)
+        problems = pair_problems(y_index, len(classes))
+        setup[s] = (x, y_index, classes, problems, scale_gamma(x))
+        fits += [(s, p, problem) for p, problem in enumerate(problems)]
+    fits.sort(key=lambda f: -f[2].size)  # largest first: the longest jobs never start last
+    eval_rows = {s: np.flatnonzero(masks[s][1]) for s in settings}
+
+    def fit(s, problem):
+        x, y_index, _, _, gamma = setup[s]
+        return fit_pair(x, y_index, problem, gamma, cache_mb(problem.size, jobs))
+
+    def model_of(s, models):
+        x, _, classes, problems, gamma = setup[s]
+        return OneVsOneSVM(classes, problems, [models[p] for p in range(len(problems))], x,
+                           gamma)
 
     def f1(s, pred):
         return float(f1_score(eval_y[masks[s][1]], pred, average="weighted"))
 
-    bar = tqdm(total=2 * len(settings), desc="classification", unit="step",
+    bar = tqdm(total=len(fits) + len(settings), desc="classification", unit="step",
                disable=not progress)
     if jobs == 1:
+        models = {s: {} for s in settings}
+        for s, p, problem in fits:
+            models[s][p] = fit(s, problem)
+            bar.update()
         out = {}
         for s in settings:
-            model = fit(s)
-            bar.update()
-            out[s] = f1(s, svm_predict(model, eval_x[masks[s][1]]))
+            out[s] = f1(s, model_of(s, models[s]).predict(eval_x[eval_rows[s]]))
             bar.update()
         bar.close()
         return out
-    # one BLAS thread per worker: the workers are the parallelism, and oversubscribed
-    # OpenBLAS threads spin against each other on a busy machine
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
-        # largest fit first; each prediction is queued as soon as its model is fit, so it
-        # overlaps with the fits still running
-        order = sorted(settings, key=lambda s: -int(masks[s][0].sum()))
-        fits = {pool.submit(fit, s): s for s in order}
+    with worker_threads(jobs) as pool:  # one BLAS thread per worker (byov.eval.pool)
+        pending = {pool.submit(fit, s, problem): (s, p) for s, p, problem in fits}
+        models = {s: {} for s in settings}
         preds = {}
-        for done in as_completed(fits):
-            s = fits[done]
-            preds[s] = pool.submit(svm_predict, done.result(), eval_x[masks[s][1]])
+        for done in as_completed(pending):
+            s, p = pending[done]
+            models[s][p] = done.result()
             bar.update()
-        for _ in as_completed(list(preds.values())):
+            if len(models[s]) == len(setup[s][3]):
+                # a setting's prediction is queued as soon as its last pair is fit, in parts
+                # so that the last setting's prediction uses every worker
+                model = model_of(s, models[s])
+                parts = np.array_split(eval_rows[s], max(1, min(jobs, len(eval_rows[s]) // 512)))
+                preds[s] = [pool.submit(model.predict, eval_x[rows]) for rows in parts]
+        out = {}
+        for s in settings:
+            out[s] = f1(s, np.concatenate([f.result() for f in preds[s]]))
             bar.update()
         bar.close()
-        return {s: f1(s, preds[s].result()) for s in settings}
+        return out

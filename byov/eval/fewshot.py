@@ -11,15 +11,14 @@ Runs only when asked (`--few_shot`).
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from byov.eval.classification import default_jobs, make_svm
 from byov.eval.io import EvalInputError
+from byov.eval.pool import worker_threads
 from byov.eval.svm_predict import svm_predict
 
 
@@ -81,7 +80,7 @@ def few_shot_classification(train_x: np.ndarray, train_y: np.ndarray, train_leng
         return _episode(train_x, train_y, offsets, eval_x, eval_y, *job)
 
     workers = n_jobs or default_jobs()
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with worker_threads(workers) as pool:
         results = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="few-shot",
                             unit="episode", disable=not progress))
     entries, pos = [], 0

@@ -12,6 +12,8 @@ inside it are predicted by libsvm itself. The result is therefore identical to `
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from sklearn.svm import SVC
 
@@ -24,13 +26,18 @@ def _ovo_weights(model: SVC) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_sv = model.n_support_
     start = np.concatenate([[0], np.cumsum(n_sv)])
     dual = model._dual_coef_  # libsvm's sv_coef, before sklearn's binary sign flip
-    pairs = [(i, j) for i in range(len(n_sv)) for j in range(i + 1, len(n_sv))]
+    pairs = ovo_pairs(len(n_sv))
     w = np.zeros((int(start[-1]), len(pairs)))
     for p, (i, j) in enumerate(pairs):
         w[start[i]:start[i + 1], p] = dual[j - 1, start[i]:start[i + 1]]
         w[start[j]:start[j + 1], p] = dual[i, start[j]:start[j + 1]]
     first, second = (np.array(c, dtype=np.int64) for c in zip(*pairs))
     return w, first, second
+
+
+def ovo_pairs(n_class: int) -> list[tuple[int, int]]:
+    """libsvm's one-vs-one pairs (i, j), i < j, in its order (svm.cpp, svm_train)."""
+    return [(i, j) for i in range(n_class) for j in range(i + 1, n_class)]
 
 
 def can_predict_fast(model: SVC) -> bool:
@@ -51,12 +58,28 @@ def svm_predict(model: SVC, x: np.ndarray, chunk: int = 512) -> np.ndarray:
     """
     if not can_predict_fast(model):
         return model.predict(x)
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    sv = model.support_vectors_
-    gamma = float(model._gamma)
     w, first, second = _ovo_weights(model)
-    intercept = model._intercept_  # = -rho
-    n_class = len(model.classes_)
+    exact = lambda rows: np.searchsorted(model.classes_, model.predict(rows))  # noqa: E731
+    out = vote_predict(x, model.support_vectors_, w, model._intercept_, first, second,
+                       float(model._gamma), len(model.classes_), exact, chunk)
+    return model.classes_[out]
+
+
+def vote_predict(x: np.ndarray, sv: np.ndarray, w: np.ndarray, intercept: np.ndarray,
+                 first: np.ndarray, second: np.ndarray, gamma: float, n_class: int,
+                 exact: Callable[[np.ndarray], np.ndarray], chunk: int = 512) -> np.ndarray:
+    """libsvm's one-vs-one vote for each row of x -> (N,) class indices.
+
+    Args:
+        x: (N, D) frames; sv: (S, D) support vectors; w: (S, P) each pair's sv_coef (0 where a
+            vector is not a support vector of the pair); intercept: (P,) = -rho.
+        first, second: (P,) the class indices each pair compares.
+        gamma: the RBF kernel's gamma; n_class: the number of classes.
+        exact: rows (M, D) -> (M,) class indices as libsvm predicts them; called for the rows
+            whose decision values are too close to 0 to trust the BLAS ones.
+        chunk: rows per kernel block (memory: chunk * S * 8 bytes).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
     sv_sq = np.einsum("ij,ij->i", sv, sv)
     # Worst-case difference between our decision values and libsvm's (see module docstring):
     # squared distances |d2 - d2*| <= (D + 2) eps (|x| + |s|)^2 in each computation, K is
@@ -86,6 +109,5 @@ def svm_predict(model: SVC, x: np.ndarray, chunk: int = 512) -> np.ndarray:
         bound = coef_abs * gamma_err * (np.sqrt(x_sq) + s_max) ** 2 + sum_err
         unsure = np.flatnonzero((np.abs(dec) <= 4.0 * bound[:, None]).any(axis=1))
         if len(unsure):
-            back = np.searchsorted(model.classes_, model.predict(xc[unsure]))
-            out[s + unsure] = back
-    return model.classes_[out]
+            out[s + unsure] = exact(xc[unsure])
+    return out

@@ -68,38 +68,42 @@ def _run(t: Training, command: list[str] | None = None) -> dict:
     summary: dict = {}
     meter = MetricMeter()
     every = t.downstream.eval.every_n_epochs
-    for epoch in range(t.start_epoch, epochs):
-        t.train_set.set_epoch(epoch)
-        bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
-                   disable=not info.is_main)
-        t0 = time.perf_counter()
-        meter.reset_timer()  # the previous epoch's validation / checkpoint time is not a step's
-        step, train_loss = train_one_epoch(
-            t, step, meter=meter, on_log=lambda s, sc: logger.log(s, epoch=epoch, **sc),
-            progress=bar)
-        bar.close()
-        train_loss = {k: D.all_reduce_mean(v) for k, v in train_loss.items()}
-        summary = {"epoch_seconds": time.perf_counter() - t0,
-                   **{f"train/{k}": v for k, v in train_loss.items()}}
-        metrics = None
-        if info.is_main:
-            val = validation_loss(t.method, t.val_loader, seed=t.run.seed,
-                                  device=info.device, autocast=t.autocast)
-            summary.update({f"val/{k}": v for k, v in val.items()})
-            if every and (epoch + 1) % every == 0:
-                metrics = downstream(t, os.path.join(out_dir, "eval", f"epoch_{epoch:04d}"))
-                summary.update(flat_metrics(metrics))
-            logger.log(step, epoch=epoch, **summary)
-            is_best = False
-            if metrics is not None:
-                value = metric_value(metrics, t.downstream.eval.best_metric)
-                if value is not None and (best is None or value > best):
-                    best, is_best = value, True
-            manager.save(checkpoint_state(t, step, epoch, metrics, best), epoch, is_best=is_best)
-            print(f"epoch {epoch} (step {step}, {summary['epoch_seconds']:.1f}s): " + ", ".join(
-                f"{k} {v:.4f}" for k, v in summary.items() if k != "epoch_seconds"))
-        D.barrier()
-    logger.close()
+    try:  # an interrupt (byov.cli.interrupt) or an error still closes the log and tb/
+        for epoch in range(t.start_epoch, epochs):
+            t.train_set.set_epoch(epoch)
+            bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
+                       disable=not info.is_main)
+            t0 = time.perf_counter()
+            meter.reset_timer()  # the previous epoch's validation / checkpoint time is not a step's
+            step, train_loss = train_one_epoch(
+                t, step, meter=meter, on_log=lambda s, sc: logger.log(s, epoch=epoch, **sc),
+                progress=bar)
+            bar.close()
+            train_loss = {k: D.all_reduce_mean(v) for k, v in train_loss.items()}
+            summary = {"epoch_seconds": time.perf_counter() - t0,
+                       **{f"train/{k}": v for k, v in train_loss.items()}}
+            metrics = None
+            if info.is_main:
+                val = validation_loss(t.method, t.val_loader, seed=t.run.seed,
+                                      device=info.device, autocast=t.autocast)
+                summary.update({f"val/{k}": v for k, v in val.items()})
+                if every and (epoch + 1) % every == 0:
+                    metrics = downstream(t, os.path.join(out_dir, "eval", f"epoch_{epoch:04d}"))
+                    summary.update(flat_metrics(metrics))
+                logger.log(step, epoch=epoch, **summary)
+                is_best = False
+                if metrics is not None:
+                    value = metric_value(metrics, t.downstream.eval.best_metric)
+                    if value is not None and (best is None or value > best):
+                        best, is_best = value, True
+                manager.save(checkpoint_state(t, step, epoch, metrics, best), epoch,
+                             is_best=is_best)
+                print(f"epoch {epoch} (step {step}, {summary['epoch_seconds']:.1f}s): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()
+                                  if k != "epoch_seconds"))
+            D.barrier()
+    finally:
+        logger.close()
     return {"epoch": epochs - 1, "step": step, **summary}
 
 

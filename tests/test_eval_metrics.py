@@ -202,11 +202,18 @@ def test_one_vs_one_fit_equals_the_multiclass_svc(n_classes, background, monkeyp
     y = train.labels.copy()
     if background:  # a background class (-1) is a class like any other, as released
         y[::7] = -1
-    x = train.embeds.astype(np.float64)
-    ref = make_svm().fit(train.embeds, y)
+    # rows shuffled, the highest class first: libsvm's class order is the sorted one, not the
+    # order of first appearance
+    order = rng.permutation(len(y))
+    order = np.concatenate([order[y[order] == y.max()][:1], order[y[order] != y.max()],
+                            order[y[order] == y.max()][1:]])
+    y, x32 = y[order], train.embeds[order]
+    assert y[0] == y.max()
+    x = x32.astype(np.float64)
+    ref = make_svm().fit(x32, y)
     classes, y_index = np.unique(y, return_inverse=True)
     problems = pair_problems(y_index, len(classes))
-    gamma = scale_gamma(train.embeds)
+    gamma = scale_gamma(x32)
     assert gamma == ref._gamma
     models = [fit_pair(x, y_index, p, gamma, cache_size=1.0) for p in problems]  # tiny cache
     model = OneVsOneSVM(classes, problems, models, x, gamma)

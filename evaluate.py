@@ -174,7 +174,11 @@ def main(argv=None) -> dict:
     if args.json:  # every output folder is checked before the first embedding or task
         os.makedirs(probe_writable(os.path.dirname(os.path.abspath(args.json)),
                                    "the metrics file", "--json"), exist_ok=True)
-    meta = {"dataset": cfg.dataset, "eval_split": cfg.eval_mode, "tasks": ",".join(spec.tasks),
+    # an embeddings folder belongs to no dataset unless one is named (--dataset or a --config):
+    # the config's default would otherwise label a user's own folder "break_eggs"
+    named = "dataset" in vars(args) or bool(getattr(args, "config", None))
+    dataset = cfg.dataset if (cfg.ckpt or args.baseline or named) else None
+    meta = {"dataset": dataset, "eval_split": cfg.eval_mode, "tasks": ",".join(spec.tasks),
             "checkpoint": cfg.ckpt or None, "weights": cfg.weights if cfg.ckpt else None,
             "method": cfg.method if (cfg.ckpt or args.baseline == "random_init") else None,
             "baseline": args.baseline,
@@ -224,7 +228,7 @@ def main(argv=None) -> dict:
         from byov.eval.video_level import format_table as video_table
         print(video_table({row_name(meta): metrics}))
     else:
-        print(format_table(metrics, cfg.dataset))
+        print(format_table(metrics, dataset))
     print(f"\nwrote {os.path.join(out_dir, 'metrics.json')} and "
           f"{os.path.join(out_dir, 'metrics.md')}")
     if args.json:

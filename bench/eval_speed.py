@@ -383,7 +383,8 @@ def main():
     _, times, _ = timed_repeats(lambda: None if evaluate_embeddings(train, evl, progress=False)
                                 else None)
     print(f"\neval_total_seconds: {statistics.median(times):.2f} (median [min-max] "
-          f"{spread(times)})")
+          f"{spread(times)}; one evaluate_embeddings call, its tasks overlapping, where the "
+          f"'all four' row above adds up the tasks run one at a time)")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ def probe_writable(folder: str, what: str, flag: str) -> str:
             f.write(b"\0" * 4096)  # one block: a full disk fails here, not at the first step
             f.flush()
             os.fsync(f.fileno())
-    except OSError as e:
-        raise cannot_write(folder, what, flag, e) from None
+    except OSError as e:  # named as the user's folder, not the probe file inside it
+        where = e.filename if e.filename != probe else folder
+        raise cannot_write(folder, what, flag, OSError(e.errno, e.strerror, where)) from None
     finally:
         with contextlib.suppress(OSError):
             os.remove(probe)

@@ -62,6 +62,8 @@ def test_an_interrupted_rewrite_is_never_reused_as_the_old_model(tmp_path):
     except KeyboardInterrupt:
         pass
     assert np.load(os.path.join(out, "train_embeds.npy")).max() == 2  # the half-done rewrite
+    # the old model's test split went with its key: no folder mixing two models' splits
+    assert not os.path.exists(os.path.join(out, "test_embeds.npy"))
     # the first model again: its key is gone with the rewrite, so it embeds anew
     assert embed_to_folder(out, splits, first, _constant(1), VIDEOS, LABELS, progress=False)
     assert np.load(os.path.join(out, "train_embeds.npy")).max() == 1

@@ -48,6 +48,9 @@ def test_embeddings_folder_to_json(tmp_path):
     meta = json.loads((folder / "metrics.json").read_text())["meta"]
     assert meta["eval_split"] == "test" and meta["metadata"].endswith("test_videos.json")
     assert "Kendall's tau" in (folder / "metrics.md").read_text()
+    # no --dataset: the folder is labelled as no dataset, not as the config's default
+    assert meta["dataset"] is None
+    assert (folder / "metrics.md").read_text().startswith("# AE2 evaluation: embeddings\n")
 
 
 def test_missing_metadata_and_bad_task_are_clear_errors(tmp_path):
@@ -83,6 +86,7 @@ def test_released_folder_with_val_files_as_test(tmp_path, synthetic_root):
     assert set(got["classification_f1"]) == {"regular", "ego2exo", "exo2ego"}
     assert all(v is not None for v in got["retrieval_map10"].values())
     meta = json.loads((folder / "metrics.json").read_text())["meta"]
+    assert meta["dataset"] == dataset  # named with --dataset
     assert meta["files"].startswith("train_*, val_* (val_* = test split)")
     assert "dataset synthetic" in meta["metadata"] and "(test)" in meta["metadata"]
     # val_* with the val split's metadata would not line up: --eval_mode val is refused
@@ -108,3 +112,22 @@ def test_default_embed_dir():
     from evaluate import default_embed_dir
     assert default_embed_dir("/r/run1/checkpoints/epoch_0010.pth") == "/r/run1/eval/epoch_0010"
     assert default_embed_dir("/r/model.pth") == "/r/eval/model"
+
+
+def test_a_second_evaluation_into_a_busy_embed_dir_is_refused(tmp_path, synthetic_root):
+    """Two evaluations into one --embed_dir would leave one model's key over the other's
+    embeddings (newcomer trial): the second refuses at once, naming the folder and the flag."""
+    from byov.folderlock import FolderLock
+
+    root, folder = os.path.dirname(synthetic_root), str(tmp_path / "eval")
+    args = ("--baseline", "time", "--dataset", "synthetic", "--dataset_root", root,
+            "--embed_dir", folder)
+    with FolderLock(folder, "embedding folder", "evaluation", "--embed_dir"):  # the first one
+        proc = run(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert f"embedding folder {folder} is in use by another evaluation (pid {os.getpid()}" \
+        in proc.stderr and "choose another --embed_dir" in proc.stderr
+    assert not os.path.exists(os.path.join(folder, "train_embeds.npy"))
+    proc = run(*args)  # once it is free
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isfile(os.path.join(folder, "metrics.json"))

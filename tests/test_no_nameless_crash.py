@@ -204,3 +204,16 @@ def test_nan_advice_without_a_usable_checkpoint_is_a_fresh_run(args, tmp_path):
     train_in_process(_without_output_dir(args("run", epochs=3)) + advice)
     ckpt = torch.load(os.path.join(new_dir, "checkpoints", "last.pth"), weights_only=True)
     assert ckpt["step"] == 9 > step
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_a_failed_write_probe_names_the_folder_not_the_probe_file():
+    """/proc exists but takes no new files: the error names the user's folder (newcomer
+    trial: it named `.byov_write_probe.<pid>...`, a file the user never chose)."""
+    from byov.writable import CannotWriteError, probe_writable
+
+    with pytest.raises(CannotWriteError) as info:
+        probe_writable("/proc", "the metrics file", "--json")
+    message = str(info.value)
+    assert message.startswith("cannot write the metrics file at '/proc' (") and "--json" in message
+    assert "byov_write_probe" not in message and info.value.filename == "/proc"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from byov.checkpoint import CheckpointError
-from byov.training.runlock import RunFolderLockedError, RunLock
+from byov.folderlock import FolderLock, FolderLockedError
 from train_helpers import (ROOT, epoch_summaries, load_ckpt, read_log, subprocess_env,
                            train_in_process)
 
@@ -20,8 +20,8 @@ def test_a_second_training_process_into_the_same_folder_refuses(args, tmp_path):
     """The folder is locked by a live process: the second run stops at once, naming the folder
     and the holder, and writes nothing (no config.yaml, log or checkpoint)."""
     run = tmp_path / "run"
-    with RunLock(str(run)):
-        with pytest.raises(RunFolderLockedError, match=rf"{run} is in use by another training "
+    with FolderLock(str(run)):
+        with pytest.raises(FolderLockedError, match=rf"{run} is in use by another training "
                                                         rf"process \(pid {os.getpid()}"):
             train_in_process(args("run"))
     assert sorted(os.listdir(run)) == [".lock"]
@@ -30,19 +30,19 @@ def test_a_second_training_process_into_the_same_folder_refuses(args, tmp_path):
 
 
 def test_a_lock_held_by_another_process_is_seen_and_released_when_it_dies(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from byov.training.runlock import "
-            "RunLock; RunLock(sys.argv[1]).acquire(); print('locked', flush=True); "
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from byov.folderlock import "
+            "FolderLock; FolderLock(sys.argv[1]).acquire(); print('locked', flush=True); "
             "time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "r"), ROOT],
                             stdout=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(RunFolderLockedError, match=rf"pid {proc.pid}"):
-            RunLock(str(tmp_path / "r")).acquire()
+        with pytest.raises(FolderLockedError, match=rf"pid {proc.pid}"):
+            FolderLock(str(tmp_path / "r")).acquire()
     finally:
         proc.kill()
         proc.wait()
-    RunLock(str(tmp_path / "r")).acquire().release()  # killed holder: no stale lock
+    FolderLock(str(tmp_path / "r")).acquire().release()  # killed holder: no stale lock
 
 
 def test_a_fresh_run_never_appends_to_a_dead_runs_log(args, tmp_path):

@@ -43,8 +43,9 @@ def exit_on_interrupt(program: str, what_next: str) -> Iterator[None]:
         signum = getattr(e, "signum", signal.SIGINT)
         for s, handler in previous.items():  # a second Ctrl-C while exiting stops at once
             signal.signal(s, handler)
-        print(f"{program}: interrupted by {signal.Signals(signum).name}; {what_next}",
-              file=sys.stderr)
+        # on a terminal, off the line a progress bar may hold
+        print(f"{chr(10) if sys.stderr.isatty() else ''}{program}: interrupted by "
+              f"{signal.Signals(signum).name}; {what_next}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(128 + signum)

@@ -82,13 +82,19 @@ def recorded_key(out_dir: str) -> dict | None:
     return saved if isinstance(saved, dict) else None
 
 
-def forget_key(out_dir: str) -> None:
-    """Remove out_dir's key record before its embeddings are rewritten: a write that is
-    interrupted (Ctrl-C, a full disk) then leaves files under no key, which are never reused,
-    rather than new files under the old model's key. The record is written last, once every
+def forget_key(out_dir: str, parts: Sequence[str] = FRAME_PARTS) -> None:
+    """Clear out_dir before its embeddings are rewritten: the key record, the metrics and every
+    split's files (`{train,val,test}_{part}`). A write that is then interrupted (Ctrl-C, a full
+    disk) leaves only new files under no key: never reused, and never a mix of two models'
+    splits for `evaluate.py --embeddings` to score. The record is written last, once every
     split is whole."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, EMBED_INFO))
+    from byov.data.layout import SPLITS
+
+    names = [EMBED_INFO, "metrics.json", "metrics.md"]
+    names += [f"{s}_{p}" for s in SPLITS for p in parts]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out_dir, name))
 
 
 def reusable(out_dir: str, key: dict, splits: Sequence[str],

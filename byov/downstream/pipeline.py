@@ -134,14 +134,28 @@ def evaluate_model(spec, out_dir: str, *, checkpoint=None, baseline: str | None 
         DataError: the splits' data do not validate (before any model is built);
         CheckpointError / ModelConfigError: the checkpoint does not fit its config;
         ValueError: not exactly one of checkpoint, baseline, method; an unknown baseline.
+        FolderLockedError: another evaluation is writing into out_dir (checkpoint / baseline).
     """
+    from byov.folderlock import FolderLock
+
+    if sum(x is not None for x in (checkpoint, baseline, method)) != 1:
+        raise ValueError("give exactly one of checkpoint, baseline and method")
+    args = (spec, out_dir, checkpoint, baseline, method, data, meta, add_val_score, progress)
+    if method is not None:  # training's folder eval/epoch_XXXX/, inside its locked run folder
+        return _evaluate_model(*args)
+    # one writer per folder: two evaluations into one --embed_dir would leave one model's key
+    # over the other's embeddings
+    with FolderLock(out_dir, "embedding folder", "evaluation", "--embed_dir"):
+        return _evaluate_model(*args)
+
+
+def _evaluate_model(spec, out_dir, checkpoint, baseline, method, data, meta, add_val_score,
+                    progress) -> DownstreamResult:
     from byov.downstream.embed import embed_to_folder, embedding_key, forget_key
     from byov.eval.io import load_split, save_split
     from byov.eval.tables import write_metrics
     from byov.methods import method_class
 
-    if sum(x is not None for x in (checkpoint, baseline, method)) != 1:
-        raise ValueError("give exactly one of checkpoint, baseline and method")
     if spec.eval.protocol == "video":  # Charades-Ego: pooled embeddings, probe, mAP
         from byov.downstream.video_level import evaluate_video_model
         return evaluate_video_model(spec, out_dir, checkpoint=checkpoint, baseline=baseline,

@@ -142,7 +142,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
         with eval_mode(method):
             sets = {s: video_set(pooled_embeddings(method.embed_video, videos[s]), videos[s],
                                  targets) for s in splits}
-        forget_key(out_dir)  # these embeddings have no key: never reused by a later call
+        forget_key(out_dir, _PARTS)  # these embeddings have no key: never reused later
         for s in splits:
             save_video_split(out_dir, s, sets[s], videos[s])
     else:
@@ -156,7 +156,7 @@ def evaluate_video_model(spec, out_dir: str, *, checkpoint=None, baseline: str |
         if made:
             embed = (None if baseline == "prior"
                      else embed_function(spec, splits, videos, checkpoint, baseline, progress))
-            forget_key(out_dir)
+            forget_key(out_dir, _PARTS)
             for s in splits:
                 x = (np.zeros((len(videos[s]), 1), np.float32) if embed is None
                      else pooled_embeddings(embed, videos[s], progress, f"embed {s}"))

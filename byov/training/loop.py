@@ -24,7 +24,7 @@ from byov.spec import run_spec
 from byov.training.assembly import Training, build_training, set_aside_dead_run
 from byov.training.engine import train_one_epoch, validation_loss
 from byov.training.logger import MetricMeter, RunLogger
-from byov.training.runlock import RunLock
+from byov.folderlock import FolderLock
 from byov.writable import probe_writable, writing
 
 
@@ -37,7 +37,7 @@ def run(config: dict, command: list[str] | None = None) -> dict:
         out = (run_dir.output_dir, "the run folder", "--output_dir")
         lock = contextlib.nullcontext()
         if info.is_main:  # one run per folder; the lock dies with the process
-            lock = RunLock(probe_writable(*out))  # a folder we cannot write fails before work
+            lock = FolderLock(probe_writable(*out))  # a folder we cannot write fails before work
         with lock, writing(*out):  # a full disk later (eval/epoch_XXXX/, logs): same error
             return _run(build_training(config, info), command)
     finally:

@@ -1,8 +1,9 @@
-"""One run per run folder: an exclusive advisory lock on `<output_dir>/.lock`.
+"""One writer per folder: an exclusive advisory lock on `<folder>/.lock`.
 
 Two `train.py` processes started into the same `--output_dir` (twice by accident, a job-array
-typo) would interleave their logs and overwrite each other's checkpoints. The first one takes the
-lock; the second refuses at once, naming the folder and the holder. The lock is the kernel's
+typo) would interleave their logs and overwrite each other's checkpoints; two evaluations into
+the same `--embed_dir` would leave one model's key over the other's embeddings. The first one
+takes the lock; the second refuses at once, naming the folder, the holder and the flag to change. The lock is the kernel's
 (`fcntl.flock`), so it is released when the holder exits, even when it is killed: a crashed run
 never leaves a stale lock behind. On network filesystems without flock support the lock is
 refused with a message rather than silently skipped.
@@ -19,24 +20,31 @@ from byov.errors import ByovError
 LOCK_NAME = ".lock"
 
 
-class RunFolderLockedError(ByovError):
-    """Another process holds the run folder."""
+class FolderLockedError(ByovError):
+    """Another process holds the folder."""
 
 
-class RunLock:
-    """Context manager: `with RunLock(out_dir): ...` holds `<out_dir>/.lock` exclusively.
+class FolderLock:
+    """Context manager: `with FolderLock(folder): ...` holds `<folder>/.lock` exclusively.
 
+    Args:
+        output_dir: the folder (created if missing; removed again if the block fails before
+            anything but the lock was written).
+        what, holder, flag: the words of the refusal: "<what> <folder> is in use by another
+            <holder> (...); ... choose another <flag>".
     Raises:
-        RunFolderLockedError: another live process holds it (its pid and host are named).
+        FolderLockedError: another live process holds it (its pid and host are named).
     """
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, what: str = "run folder",
+                 holder: str = "training process", flag: str = "--output_dir"):
         self.output_dir = output_dir
+        self.what, self.holder, self.flag = what, holder, flag
         self.path = os.path.join(output_dir, LOCK_NAME)
         self._fd: int | None = None
         self._created = False
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> "FolderLock":
         self._created = not os.path.isdir(self.output_dir)
         os.makedirs(self.output_dir, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -46,13 +54,13 @@ class RunLock:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunFolderLockedError(
-                    f"run folder {self.output_dir} is in use by another training process "
+                raise FolderLockedError(
+                    f"{self.what} {self.output_dir} is in use by another {self.holder} "
                     f"({holder}); wait for it to finish, stop it, or choose another "
-                    f"--output_dir") from e
-            raise RunFolderLockedError(
-                f"cannot lock run folder {self.output_dir} ({e.strerror}); this filesystem may "
-                f"not support file locks: use an --output_dir on a local disk") from e
+                    f"{self.flag}") from e
+            raise FolderLockedError(
+                f"cannot lock {self.what} {self.output_dir} ({e.strerror}); this filesystem may "
+                f"not support file locks: use a {self.flag} on a local disk") from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
@@ -64,7 +72,7 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> "FolderLock":
         return self.acquire()
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -73,3 +81,4 @@ class RunLock:
         if exc_type is not None and self._created and os.listdir(self.output_dir) == [LOCK_NAME]:
             os.remove(self.path)
             os.rmdir(self.output_dir)
+

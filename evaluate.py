@@ -203,6 +203,7 @@ def main(argv=None) -> dict:
         metrics, out_dir = result.metrics, directory
     else:
         from byov.downstream.pipeline import score
+        from byov.folderlock import FolderLock
 
         directory = args.embeddings
         if not os.path.isdir(directory):
@@ -210,19 +211,23 @@ def main(argv=None) -> dict:
         out_dir = args.embed_dir or directory
         os.makedirs(probe_writable(out_dir, "the metrics", "--embed_dir"), exist_ok=True)
         meta.update(embeddings=os.path.abspath(directory))
-        if video:
-            from byov.downstream.video_level import score_folder, write_video_metrics
-            metrics = score_folder(directory, spec)
-            with writing(out_dir, "the metrics", "--embed_dir"):
-                write_video_metrics(out_dir, metrics, meta)
-        else:
-            train, evl, sources = load_splits(cfg, args, directory)
-            metrics = score(train, evl, spec, progress=sys.stderr.isatty())
-            meta.update(files=("train_*, val_* (val_* = test split)" if args.val_files_are_test
-                               else f"train_*, {cfg.eval_mode}_*"),
-                        metadata="; ".join(sources))
-            with writing(out_dir, "the metrics", "--embed_dir"):
-                write_metrics(out_dir, metrics, meta)
+        # the folder's metrics are written by one process at a time, and never while an
+        # evaluate.py --ckpt re-embeds that folder (it holds the same lock)
+        with FolderLock(out_dir, "embedding folder", "evaluation", "--embed_dir"):
+            if video:
+                from byov.downstream.video_level import score_folder, write_video_metrics
+                metrics = score_folder(directory, spec)
+                with writing(out_dir, "the metrics", "--embed_dir"):
+                    write_video_metrics(out_dir, metrics, meta)
+            else:
+                train, evl, sources = load_splits(cfg, args, directory)
+                metrics = score(train, evl, spec, progress=sys.stderr.isatty())
+                meta.update(files=("train_*, val_* (val_* = test split)"
+                                   if args.val_files_are_test
+                                   else f"train_*, {cfg.eval_mode}_*"),
+                            metadata="; ".join(sources))
+                with writing(out_dir, "the metrics", "--embed_dir"):
+                    write_metrics(out_dir, metrics, meta)
     if video:
         from byov.downstream.video_level import row_name
         from byov.eval.video_level import format_table as video_table
@@ -244,8 +249,9 @@ if __name__ == "__main__":
     from utils.config import ConfigError
     from byov.cli.interrupt import exit_on_interrupt
     try:
-        with exit_on_interrupt("evaluate.py", "embeddings and metrics are written whole or "
-                               "not at all; run the same command again"):
+        with exit_on_interrupt("evaluate.py", "each file is written whole or not at all, and "
+                               "a half-written folder is never reused; run the same command "
+                               "again"):
             main()
     except (ByovError, ConfigError, FileNotFoundError, PermissionError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)

@@ -131,3 +131,16 @@ def test_a_second_evaluation_into_a_busy_embed_dir_is_refused(tmp_path, syntheti
     proc = run(*args)  # once it is free
     assert proc.returncode == 0, proc.stderr
     assert os.path.isfile(os.path.join(folder, "metrics.json"))
+
+
+def test_scoring_a_folder_another_evaluation_is_writing_is_refused(tmp_path):
+    """`--embeddings E` while an `evaluate.py --ckpt` re-embeds E would read the old splits and
+    write their metrics beside the new ones (newcomer trial): it waits for no one, it refuses."""
+    from byov.folderlock import FolderLock
+
+    folder = tmp_path / "emb"
+    write_fixture_folder(str(folder))
+    with FolderLock(str(folder), "embedding folder", "evaluation", "--embed_dir"):
+        proc = run("--embeddings", str(folder))
+    assert proc.returncode == 2 and "is in use by another evaluation" in proc.stderr
+    assert not (folder / "metrics.json").exists()

@@ -61,7 +61,7 @@ def default_embed_dir(ckpt_path: str, output_dir: str = "logs/run") -> str:
 def checked_checkpoint(ckpt_path: str):
     """The checkpoint (`byov.checkpoint.CheckpointFile`, read once), after checking that it
     holds a model."""
-    from byov.checkpoint import CheckpointError, read_checkpoint
+    from byov.checkpoint import CheckpointError, CheckpointMissingKeysError, read_checkpoint
     from byov.eval.io import EvalInputError
     from byov.hub import names_export, read_reference
 
@@ -73,7 +73,7 @@ def checked_checkpoint(ckpt_path: str):
     try:
         ckpt = read_checkpoint(ckpt_path)
     except CheckpointError as e:
-        if "lacks the required keys" in str(e) and "'encoder'" in str(e):
+        if isinstance(e, CheckpointMissingKeysError) and "encoder" in e.missing:
             raise EvalInputError(f"no model in this checkpoint: {e}; pass a checkpoint written "
                                  f"by train.py, or evaluate saved embeddings with "
                                  f"--embeddings DIR") from e

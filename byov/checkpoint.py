@@ -66,6 +66,15 @@ class CheckpointError(ByovError):
     """A checkpoint that is missing, unreadable or does not fit the model; says path and fix."""
 
 
+class CheckpointMissingKeysError(CheckpointError):
+    """A byov checkpoint without some required keys; `missing` lists them (e.g. no 'encoder':
+    the file holds no model)."""
+
+    def __init__(self, message: str, missing: list[str]):
+        super().__init__(message)
+        self.missing = list(missing)
+
+
 class CheckpointWriteError(CheckpointError, CannotWriteError):
     """A checkpoint that could not be written (full disk, read-only folder): also the one
     "cannot write here" error of byov.writable."""
@@ -265,8 +274,9 @@ def _checked_state(state: Any, path: str) -> dict:
                               f"{sorted(map(str, state))[:10]})?")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks the required keys {missing} (has "
-                              f"{sorted(state)}); it cannot rebuild or resume a model")
+        raise CheckpointMissingKeysError(
+            f"checkpoint {path} lacks the required keys {missing} (has {sorted(state)}); it "
+            f"cannot rebuild or resume a model", missing)
     return state
 
 

@@ -272,3 +272,23 @@ def test_init_from_an_unfetchable_model_fails_before_any_data_work(tmp_path, mon
         train_in_process(train_args(synthetic_root, tiny_clip_dir, str(tmp_path / "new"),
                                     str(caches), init_from="hf://owner/missing"))
     assert not caches.exists()  # no frame cache was built
+
+
+def test_a_baseline_from_other_data_is_left_out_with_the_command_to_redo_it(run, tmp_path):
+    import shutil
+
+    from byov.export.__main__ import main
+    copy = str(tmp_path / "run")
+    shutil.copytree(run["dir"], copy)
+    info = os.path.join(copy, "eval", "baseline_time", "embed_info.json")
+    with open(info) as f:
+        record = json.load(f)
+    record["key"]["data"] = "fingerprint-of-other-data"
+    with open(info, "w") as f:
+        json.dump(record, f)
+    folder = str(tmp_path / "export")
+    main([copy, folder, "--repo_id", "someone/tiny-byov"])
+    text = open(os.path.join(folder, "README.md")).read()
+    assert "baseline_time was evaluated on other data than the model" in text
+    assert (f"run `python evaluate.py --config {os.path.join(copy, 'config.yaml')} --baseline "
+            f"time --output_dir {copy}`") in text

@@ -120,13 +120,13 @@ def gather_facts(run_dir: str, ckpt_path: str, state: Mapping, config: dict, par
         f"python evaluate.py --ckpt {ckpt_path} --dataset_root ...", content_hash(ckpt_path))
     baselines = []
     for b in BASELINE_NAMES:
-        ev = read_evaluation(os.path.join(eval_dir, f"baseline_{b}"), BASELINE_LABELS[b],
-                             f"python evaluate.py --config {os.path.join(run_dir, 'config.yaml')} "
-                             f"--baseline {b} --output_dir {run_dir}")
+        fix = (f"python evaluate.py --config {os.path.join(run_dir, 'config.yaml')} "
+               f"--baseline {b} --output_dir {run_dir}")
+        ev = read_evaluation(os.path.join(eval_dir, f"baseline_{b}"), BASELINE_LABELS[b], fix)
         if ev.metrics is not None and model.data and ev.data and ev.data != model.data:
             ev = Evaluated(ev.name, None, ev.folder, ev.data,
                            note=f"{_rel(ev.folder)} was evaluated on other data than the model "
-                                f"(data fingerprint {ev.data} vs {model.data}); re-run it")
+                                f"(data fingerprint {ev.data} vs {model.data}); run `{fix}`")
         baselines.append(ev)
     counts = {p: sum(t.numel() for k, t in tensors.items() if k.startswith(p + "."))
               for p in parts}

@@ -19,7 +19,8 @@ from __future__ import annotations
 import fnmatch
 import os
 
-from byov.data.convert.segments import ConvertError, Segment, VideoEntry
+from byov.data.convert.segments import (ConvertError, Segment, VideoEntry,
+                                        skip_or_raise)
 from byov.data.convert.splits import add_carve_arguments, carve
 
 ANNOTATION_FPS = 30
@@ -105,10 +106,7 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
                     else f"no views in {views_path}")
             msg = (f"sequence {key}: {what}; download the complete coarse-annotations or pass "
                    f"--skip_bad")
-            if not args.skip_bad:
-                raise ConvertError(msg)
-            skipped.append({"video": key, "source": label_path, "reason": msg})
-            log(f"skipped {key}: {msg}")
+            skip_or_raise(ConvertError(msg), args.skip_bad, skipped, key, label_path, log)
             continue
         segments = read_labels(label_path)
         for view in sorted(views[key]):

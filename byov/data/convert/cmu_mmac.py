@@ -15,7 +15,8 @@ import csv
 import os
 import re
 
-from byov.data.convert.segments import ConvertError, Segment, VideoEntry
+from byov.data.convert.segments import (ConvertError, Segment, VideoEntry,
+                                        skip_or_raise)
 from byov.data.convert.splits import carve
 
 EGO_CAMERA = "7150991"
@@ -114,10 +115,7 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
         if source is None:
             msg = (f"{path}: no video {stem}.* (mp4/avi/mov/mkv) under --videos {args.videos}; "
                    f"download it from kitchen.cs.cmu.edu or pass --skip_bad")
-            if not args.skip_bad:
-                raise ConvertError(msg)
-            skipped.append({"video": stem, "source": path, "reason": msg})
-            log(f"skipped {stem}: {msg}")
+            skip_or_raise(ConvertError(msg), args.skip_bad, skipped, stem, path, log)
             continue
         entries.append(VideoEntry(stem, view, split, source, read_csv(path), where=path))
     return entries, skipped

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 
-from byov.data.convert.segments import ConvertError, Segment, VideoEntry
+from byov.data.convert.segments import (ConvertError, Segment, VideoEntry,
+                                        skip_or_raise)
 from byov.data.convert.splits import add_carve_arguments, carve
 
 
@@ -114,11 +115,8 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
             msg = (f"{where}: take {uid} ({ann.get('take_name')}) is not in {takes_path}; "
                    f"download the current metadata (`egoexo --parts metadata`) or pass "
                    f"--skip_bad")
-            if not args.skip_bad:
-                raise ConvertError(msg)
-            skipped.append({"video": ann.get("take_name", uid), "source": takes_path,
-                            "reason": msg})
-            log(f"skipped take {uid}: {msg}")
+            skip_or_raise(ConvertError(msg), args.skip_bad, skipped, ann.get("take_name", uid),
+                          takes_path, log, label=f"take {uid}")
             continue
         segments = [_segment(s, f"{where}.segments[{i}]")
                     for i, s in enumerate(ann.get("segments", []))]
@@ -135,10 +133,8 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
             msg = (f"{where}: take {take['take_name']!r} has no "
                    f"{'Aria (ego)' if not ego else 'exo (' + args.exo + ')'} camera in "
                    f"takes.json frame_aligned_videos; pass --skip_bad to leave it out")
-            if not args.skip_bad:
-                raise ConvertError(msg)
-            skipped.append({"video": take["take_name"], "source": takes_path, "reason": msg})
-            log(f"skipped take {uid}: {msg}")
+            skip_or_raise(ConvertError(msg), args.skip_bad, skipped, take["take_name"],
+                          takes_path, log, label=f"take {uid}")
             continue
         out_split = "test" if uid in test else split
         for view, cam, stream in ([("ego", c, "rgb") for c in ego[:1]]

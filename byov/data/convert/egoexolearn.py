@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import os
 
-from byov.data.convert.segments import ConvertError, Segment, VideoEntry
+from byov.data.convert.segments import (ConvertError, Segment, VideoEntry,
+                                        skip_or_raise)
 from byov.data.convert.splits import add_carve_arguments, carve
 
 COLUMNS = ("video_uid", "subset", "view", "scene", "start_sec", "end_sec")
@@ -80,10 +81,7 @@ def read(args, log=print) -> tuple[list[VideoEntry], list[dict]]:
         if not e.source:
             msg = (f"{e.where}: no {uid}.mp4 under --videos {args.videos}; download the videos "
                    f"or pass --skip_bad")
-            if not args.skip_bad:
-                raise ConvertError(msg)
-            skipped.append({"video": uid, "source": path, "reason": msg})
-            log(f"skipped {uid}: {msg}")
+            skip_or_raise(ConvertError(msg), args.skip_bad, skipped, uid, path, log)
             continue
         if uid in test:
             e.split = "test"

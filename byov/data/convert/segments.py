@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +40,18 @@ BACKGROUND = -1
 
 class ConvertError(DataError):
     """Bad conversion input; the message names the file, the entry and the fix."""
+
+
+def skip_or_raise(error: ConvertError, skip_bad: bool, skipped: list[dict], video: str,
+                  source: str, log: Callable[[str], None] = print,
+                  label: str | None = None) -> None:
+    """The `--skip_bad` rule, one place for every format reader and the writer: without it,
+    raise `error`; with it, record {video, source, reason} in `skipped` (the summary lists
+    them) and log `skipped <label or video>: <reason>`."""
+    if not skip_bad:
+        raise error
+    skipped.append({"video": video, "source": source, "reason": str(error)})
+    log(f"skipped {label or video}: {error}")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 from byov.atomic import atomic_write, atomic_write_json
 from byov.data.convert import video_io
 from byov.data.convert.segments import (ConvertError, Framed, VideoEntry, frame_labels,
-                                        frame_ranges, order_phases, to_frame)
+                                        frame_ranges, order_phases, skip_or_raise, to_frame)
 from byov.data.layout import DATASETS, LABEL_FILE, SPLITS, VIEWS, frame_count
 from byov.data.validate import MIN_FRAMES, load_validated
 
@@ -159,10 +159,7 @@ def _plan(entries: Sequence[VideoEntry], options: Options, log: Callable[[str], 
                 raise ConvertError(f"{e.where}: video {e.name!r} would have {stop - start} "
                                    f"frame(s); BYOV and AE2 need at least {MIN_FRAMES}")
         except ConvertError as err:
-            if not options.skip_bad:
-                raise
-            skipped.append({"video": e.name, "source": e.source, "reason": str(err)})
-            log(f"skipped {e.name}: {err}")
+            skip_or_raise(err, options.skip_bad, skipped, e.name, e.source, log)
             continue
         plans.append(_Plan(e, fps, n, framed, start, stop))
     _check_coverage(plans, skipped)
@@ -237,10 +234,7 @@ def convert(entries: Sequence[VideoEntry], out: str, fmt: str, options: Options 
         try:
             how = _write_video(p, os.path.join(folder, p.entry.name + ".mp4"), options)
         except ConvertError as err:  # a source that fails only when decoded in full
-            if not options.skip_bad:
-                raise
-            skipped.append({"video": p.entry.name, "source": p.entry.source, "reason": str(err)})
-            log(f"skipped {p.entry.name}: {err}")
+            skip_or_raise(err, options.skip_bad, skipped, p.entry.name, p.entry.source, log)
             continue
         kept.append(p)
         written[how] = written.get(how, 0) + 1

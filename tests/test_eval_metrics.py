@@ -13,9 +13,9 @@ from threadpoolctl import threadpool_limits
 
 from byov.eval import SplitData, evaluate_embeddings
 import byov.eval.svm_predict as svm_predict_module
-from byov.eval.classification import make_svm, phase_classification, setting_masks
+from byov.eval.classification import phase_classification, setting_masks
 from byov.eval.fewshot import episode_plan, few_shot_classification, select_videos
-from byov.eval.ovo_svm import (OneVsOneSVM, fit_pair, pair_problems,
+from byov.eval.ovo_svm import (OneVsOneSVM, fit_pair, make_svm, pair_problems,
                                scale_gamma)
 from byov.eval.kendall import kendalls_tau, tau_b_against_order
 from byov.eval.progression import phase_progression, progression_targets

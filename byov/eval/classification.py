@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score
-from sklearn.svm import SVC
 from tqdm import tqdm
 
 from byov.eval.io import EvalInputError
@@ -36,11 +35,6 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def make_svm() -> SVC:
-    """The released classifier: sklearn defaults (RBF, C=1, gamma='scale') with ovo decisions."""
-    return SVC(decision_function_shape="ovo")
 
 
 def setting_masks(train_is_ego: np.ndarray, eval_is_ego: np.ndarray

@@ -16,8 +16,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 from tqdm import tqdm
 
-from byov.eval.classification import default_jobs, make_svm
+from byov.eval.classification import default_jobs
 from byov.eval.io import EvalInputError
+from byov.eval.ovo_svm import make_svm
 from byov.eval.pool import worker_threads
 from byov.eval.svm_predict import svm_predict
 

@@ -28,6 +28,12 @@ from byov.eval.svm_predict import ovo_pairs, vote_predict
 _DEFAULT_CACHE_MB = 200.0
 
 
+def make_svm() -> SVC:
+    """The released classifier: sklearn defaults (RBF, C=1, gamma='scale') with ovo decisions
+    (AE2's `evaluation/classification.py`); `fit_pair` fits its pairs."""
+    return SVC(decision_function_shape="ovo")
+
+
 def scale_gamma(x: np.ndarray) -> float:
     """sklearn's gamma='scale': 1 / (D * Var(x)) over all entries of x (N, D); 1.0 if Var is 0."""
     x = np.asarray(x, dtype=np.float64)
@@ -63,12 +69,13 @@ def pair_problems(y_index: np.ndarray, n_class: int) -> list[PairProblem]:
 
 def fit_pair(x: np.ndarray, y_index: np.ndarray, problem: PairProblem, gamma: float,
              cache_size: float = _DEFAULT_CACHE_MB) -> SVC:
-    """The released SVC (C=1, RBF) on one pair: class `first` -> 0 (libsvm's +1), `second` -> 1.
+    """The released SVC (`make_svm`, with the whole set's gamma) on one pair: class `first` -> 0
+    (libsvm's +1), `second` -> 1.
 
     x: (N, D) float64; y_index: (N,) class indices. Returns the fitted two-class SVC.
     """
     rows = problem.rows
-    return SVC(C=1.0, kernel="rbf", gamma=gamma, cache_size=cache_size).fit(
+    return make_svm().set_params(gamma=gamma, cache_size=cache_size).fit(
         x[rows], (y_index[rows] == problem.second).astype(np.int64))
 
 

@@ -5,7 +5,7 @@ functions are used here): one LinearRegression per phase c, fit on the train fra
 (t - t_c) / L is defined and applied to the evaluated split. The figure shows, for a few videos,
 the true ramps (dashed) and the predicted ones (solid) of every phase.
 
-Classification uses the released SVM (`byov.eval.classification.make_svm`, fit on the train
+Classification uses the released SVM (`byov.eval.ovo_svm.make_svm`, fit on the train
 frames of one view) and its exact predictions (`svm_predict`) on the other view's eval frames:
 ego2exo = fit on train ego, predict eval exo; exo2ego the reverse.
 """
@@ -17,7 +17,8 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import confusion_matrix, f1_score, r2_score
 
-from byov.eval.classification import make_svm, setting_masks
+from byov.eval.classification import setting_masks
+from byov.eval.ovo_svm import make_svm
 from byov.eval.io import SplitData
 from byov.eval.progression import ABSENT, progression_targets, with_time_feature
 from byov.eval.svm_predict import svm_predict

@@ -2,7 +2,6 @@
 redo it (the old folder kept), a grid edited to fewer epochs than a run trained is refused, a
 seed added later is never tabulated with results of other data, and a null metric shows n per
 cell."""
-import json
 import os
 import pickle
 import sys

@@ -2,7 +2,6 @@
 repr) and the fix before OpenCV sees it; read-only or full output folders are one "cannot write
 here" error naming the path and the fix; the NaN-loss advice works when followed."""
 import os
-import shutil
 import subprocess
 import sys
 
@@ -134,7 +133,7 @@ def test_evaluate_unwritable_output_is_named_without_a_traceback(tmp_path, flag)
                            value], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert f"cannot write" in proc.stderr and target in proc.stderr and flag in proc.stderr
+    assert "cannot write" in proc.stderr and target in proc.stderr and flag in proc.stderr
     assert not (folder / "metrics.json").exists()  # refused before any task ran
 
 

@@ -2,7 +2,6 @@
 refused at start-up (train.py and the benchmark grid) naming both flags and the fix, and the
 tables say which checkpoint each seed was tested with."""
 import json
-import os
 
 import pytest
 import yaml

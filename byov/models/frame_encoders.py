@@ -117,17 +117,28 @@ def _looks_local(path: str) -> bool:
     return os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1
 
 
+def require_hf_dir(path: str, name: str, default: str) -> None:
+    """Raise WeightsNotFoundError when `path` names a local folder (absolute, ./, ~, a/b/c) that
+    does not exist; a hub id (org/name) passes to `from_pretrained`."""
+    if not os.path.isdir(path) and _looks_local(path):
+        raise WeightsNotFoundError(f"{name} directory not found: {path}. Pass a directory written "
+                                   f"by save_pretrained, or a hub id such as '{default}'.")
+
+
+def hf_fetch_advice(path: str, save: str) -> str:
+    """How to get the hub weights `path` onto an offline machine; `save` is the
+    save_pretrained call(s) for this model, in backquotes."""
+    return (f"On a connected machine run `hf download {path}` (older huggingface_hub: "
+            f"`huggingface-cli download {path}`) and copy the Hugging Face cache "
+            f"(~/.cache/huggingface/hub) here, or save it with {save} and pass "
+            f"`--vision_encoder_path DIR`.")
+
+
 def _load_clip(path: str):
     from transformers import CLIPVisionModel
 
-    how = (f"On a connected machine run `hf download {path}` (older huggingface_hub: "
-           f"`huggingface-cli download {path}`) and copy the Hugging Face cache "
-           f"(~/.cache/huggingface/hub) here, or save it with "
-           f"`CLIPVisionModel.from_pretrained('{path}').save_pretrained(DIR)` and pass "
-           f"`--vision_encoder_path DIR`.")
-    if not os.path.isdir(path) and _looks_local(path):
-        raise WeightsNotFoundError(f"CLIP directory not found: {path}. Pass a directory written "
-                                   f"by save_pretrained, or a hub id such as '{DEFAULT_CLIP}'.")
+    how = hf_fetch_advice(path, f"`CLIPVisionModel.from_pretrained('{path}').save_pretrained(DIR)`")
+    require_hf_dir(path, "CLIP", DEFAULT_CLIP)
     try:
         return CLIPVisionModel.from_pretrained(path, dtype=torch.float32)
     except OSError as e:

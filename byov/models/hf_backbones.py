@@ -36,7 +36,8 @@ import torch
 import torch.nn as nn
 
 from byov.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from byov.models.frame_encoders import FrameEncoder, WeightsNotFoundError, _looks_local
+from byov.models.frame_encoders import (FrameEncoder, WeightsNotFoundError, hf_fetch_advice,
+                                        require_hf_dir)
 
 PROCESSOR_FILE = "preprocessor_config.json"
 DEFAULT_WEIGHTS = {"dinov2": "facebook/dinov2-base", "siglip2": "google/siglip2-base-patch16-224"}
@@ -146,16 +147,10 @@ def backbone_preprocessing(name: str, path: str | None, input_size: int) -> Prep
 def _load(name: str, path: str):
     from transformers import AutoConfig, Dinov2Model, SiglipVisionModel
 
-    how = (f"On a connected machine run `hf download {path}` (older huggingface_hub: "
-           f"`huggingface-cli download {path}`) and copy the Hugging Face cache "
-           f"(~/.cache/huggingface/hub) here, or save it with "
-           f"`AutoModel.from_pretrained('{path}').save_pretrained(DIR)` (plus its image "
-           f"processor: `AutoImageProcessor.from_pretrained('{path}').save_pretrained(DIR)`) "
-           f"and pass `--vision_encoder_path DIR`.")
-    if not os.path.isdir(path) and _looks_local(path):
-        raise WeightsNotFoundError(f"{name} directory not found: {path}. Pass a directory "
-                                   f"written by save_pretrained, or a hub id such as "
-                                   f"'{DEFAULT_WEIGHTS[name]}'.")
+    how = hf_fetch_advice(path, f"`AutoModel.from_pretrained('{path}').save_pretrained(DIR)` (plus "
+                                f"its image processor: `AutoImageProcessor.from_pretrained("
+                                f"'{path}').save_pretrained(DIR)`)")
+    require_hf_dir(path, name, DEFAULT_WEIGHTS[name])
     where = "local directory" if os.path.isdir(path) else "hub id"
     try:
         config = AutoConfig.from_pretrained(path)

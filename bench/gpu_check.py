@@ -187,13 +187,8 @@ def config(argv: list[str]) -> dict:
 
 
 def _args(**values) -> list[str]:
-    out = []
-    for k, v in values.items():
-        if isinstance(v, bool):
-            out.append(f"--{k}" if v else f"--no-{k}")
-        else:
-            out += [f"--{k}", str(v)]
-    return out
+    from byov.grid.jobs import override_argv  # config keys as flags, as the grid passes them
+    return override_argv(values)
 
 
 # ------------------------------------------------------------------------------------ checks

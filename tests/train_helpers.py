@@ -21,6 +21,8 @@ import torch
 
 from conftest import ROOT
 
+from byov.grid.jobs import override_argv
+
 # mcm_ratio 0.5: with T = 4 the default 0.8 would leave int(4 * 0.2) = 0 frames visible.
 TINY = {
     "dataset": "synthetic", "backbone": "clip", "input_size": 32, "hidden_dim": 32,
@@ -42,20 +44,14 @@ _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_AD
 def train_args(synthetic_root: str, clip_dir: str, output_dir: str, frame_cache_dir: str,
                **overrides) -> list[str]:
     """Command-line arguments of a tiny run in `output_dir`; `overrides` are config keys
-    (True -> --key, False -> --no-key, anything else -> --key str(value)).
+    (`byov.grid.jobs.override_argv`: True -> --key, False -> --no-key, else --key value).
 
     Frame caches go to `frame_cache_dir`, so the shared synthetic dataset folder stays unchanged.
     """
     values = {**TINY, "dataset_root": os.path.dirname(synthetic_root),
               "vision_encoder_path": clip_dir, "output_dir": output_dir,
               "frame_cache_dir": frame_cache_dir, **overrides}
-    args = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            args.append(f"--{key}" if value else f"--no-{key}")
-        else:
-            args += [f"--{key}", str(value)]
-    return args
+    return override_argv(values)
 
 
 def subprocess_env() -> dict:
